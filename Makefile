@@ -1,0 +1,83 @@
+# wan.c — plain Makefile. `make` builds build/libwan.a and build/wan; `make test` runs every test;
+# `make SANITIZE=address,undefined test` does the same under the sanitizers (in build-san/).
+CC ?= gcc
+SANITIZE ?=
+BUILD ?= build
+OPT ?= -O2
+
+ifneq ($(SANITIZE),)
+BUILD := build-san
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+CFLAGS := -std=c11 $(OPT) -g -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := -fopenmp $(SANFLAGS)
+PKGS := libcjson
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson) -lopenblas -lm -lpthread
+
+AVX2_FLAGS := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16
+
+LIB_SRC := $(sort $(wildcard src/*.c src/cpu/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC := $(sort $(wildcard tools/cli/*.c))
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(sort $(wildcard tests/*.c))
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all lib cli test check fuzz bench clean deps
+all: $(BUILD)/wan $(BUILD)/wan_tests
+
+lib: $(BUILD)/libwan.a
+cli: $(BUILD)/wan
+
+deps:
+	sh scripts/setup.sh
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libwan.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/wan: $(CLI_OBJ) $(BUILD)/libwan.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/wan_tests: $(TEST_OBJ) $(BUILD)/libwan.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The whole suite: C unit/parity tests plus the CLI checks; ends with "N passed, N failed".
+test: $(BUILD)/wan $(BUILD)/wan_tests
+	sh tests/run_all.sh $(BUILD)
+
+check: test
+
+# libFuzzer targets (clang). FUZZ_SECONDS bounds each run.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+fuzz:
+	$(MAKE) CC=clang BUILD=build-fuzz EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libwan.a
+	@mkdir -p build-fuzz/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  clang -std=c11 -g -O1 -fopenmp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+	    fuzz/$$t.c build-fuzz/libwan.a -o build-fuzz/fuzz/$$t $(LDLIBS) || exit 1; \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  cp -n fuzz/corpus/$$t/* build-fuzz/corpus/$$t/ 2>/dev/null; \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+	  build-fuzz/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build-fuzz/corpus/$$t || exit 1; \
+	done
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,331 @@
+/*
+ * wan.h — the public API of wan.c, a C11 inference engine for the Wan2.x text-to-video models.
+ *
+ * Usage (error handling shortened):
+ *
+ *     char err[512];
+ *     wan_model_t *model = NULL;
+ *     wan_model_params mp = wan_model_default_params();
+ *     if (wan_model_load("Wan2.2-T2V-A14B-Diffusers", &mp, &model, err, sizeof err) != WAN_OK) {
+ *         fprintf(stderr, "%s\n", err);
+ *         return 1;
+ *     }
+ *     const wan_transformer_config *tc = wan_model_transformer_config(model, 0);
+ *     printf("layers: %d\n", tc->num_layers);
+ *     wan_model_free(model);
+ *
+ * Conventions used throughout this header:
+ * - Every fallible call returns a wan_status: WAN_OK (0) on success, a negative code on failure.
+ *   wan_status_str() names the code; calls that take an `err` buffer write a message into it that says
+ *   what failed and where (file, tensor name, byte offset). The buffer is always NUL-terminated when
+ *   errlen > 0, and may be NULL.
+ * - Output handles are written only on success; on failure they are left NULL.
+ * - Objects returned through `**out` parameters are owned by the caller and freed with the matching
+ *   *_free() function. Pointers returned by getters borrow from their owner and stay valid until it is freed.
+ * - Thread safety: a loaded wan_model_t is read-only and may be shared by threads. Functions that do not
+ *   take a model are thread-safe unless stated otherwise.
+ * - The library never calls exit(), abort() or prints; messages go through the log callback.
+ */
+#ifndef WAN_H
+#define WAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WAN_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes
+ * ------------------------------------------------------------------------------------------- */
+typedef enum wan_status {
+    WAN_OK = 0,
+    WAN_ERR_IO = -1,          /* a file could not be opened, read, mapped or written          */
+    WAN_ERR_FORMAT = -2,      /* a file is malformed (bad JSON, corrupt safetensors header)   */
+    WAN_ERR_SHAPE = -3,       /* a tensor has the wrong shape or dtype for the config         */
+    WAN_ERR_NOMEM = -4,       /* an allocation failed                                         */
+    WAN_ERR_INVALID_ARG = -5, /* a caller passed a bad argument                               */
+    WAN_ERR_UNSUPPORTED = -6, /* valid input that this build does not handle (class, dtype)   */
+    WAN_ERR_NOT_FOUND = -7,   /* a file, component or tensor that must exist is missing        */
+    WAN_ERR_CANCELLED = -8,   /* a progress callback or wan_ctx_cancel() stopped the call     */
+    WAN_ERR_INTERNAL = -9     /* an internal invariant failed: a bug, please report it         */
+} wan_status;
+
+/* Returns a static, human-readable name for a status code ("ok", "i/o error", ...). Never NULL. */
+const char *wan_status_str(wan_status rc);
+
+/* Returns the library version, e.g. "0.1.0". Static string. */
+const char *wan_version(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Logging
+ * ------------------------------------------------------------------------------------------- */
+typedef enum wan_log_level {
+    WAN_LOG_ERROR = 0,
+    WAN_LOG_WARN = 1,
+    WAN_LOG_INFO = 2,
+    WAN_LOG_DEBUG = 3
+} wan_log_level;
+
+typedef void (*wan_log_fn)(wan_log_level level, const char *msg, void *user);
+
+/* Sets the log callback and the most verbose level passed to it (default: no callback, nothing is
+ * logged). `msg` is one line without a trailing newline and is only valid during the call. Passing
+ * fn = NULL silences the library. Not thread-safe with respect to concurrent logging: set it once at
+ * start-up, before other threads call the library. */
+void wan_log_set(wan_log_fn fn, void *user, wan_log_level max_level);
+
+/* ---------------------------------------------------------------------------------------------
+ * Memory accounting
+ * ------------------------------------------------------------------------------------------- */
+/* Bytes of host memory currently allocated by the library (not counting memory-mapped weights), and
+ * the peak since start or since the last wan_mem_reset_peak(). Thread-safe. */
+size_t wan_mem_current(void);
+size_t wan_mem_peak(void);
+void wan_mem_reset_peak(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * CPU features
+ * ------------------------------------------------------------------------------------------- */
+typedef struct wan_cpu_info {
+    int avx2;        /* AVX2 + FMA + F16C                                  */
+    int avx512;      /* AVX-512 F/BW/DQ/VL                                 */
+    int avx512_bf16; /* AVX-512 BF16 dot products                          */
+    int n_threads;   /* threads the library uses by default (OpenMP max)   */
+} wan_cpu_info;
+
+/* Fills the CPU features detected at run time and the kernel set in use. Thread-safe. */
+wan_cpu_info wan_cpu_get_info(void);
+
+/* Name of the kernel set chosen for this CPU: "avx512", "avx2" or "generic". Static string. */
+const char *wan_cpu_kernel_name(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tensor element types (as stored in safetensors files)
+ * ------------------------------------------------------------------------------------------- */
+typedef enum wan_dtype {
+    WAN_DTYPE_F32 = 0,
+    WAN_DTYPE_F16,
+    WAN_DTYPE_BF16,
+    WAN_DTYPE_F64,
+    WAN_DTYPE_I64,
+    WAN_DTYPE_I32,
+    WAN_DTYPE_I16,
+    WAN_DTYPE_I8,
+    WAN_DTYPE_U8,
+    WAN_DTYPE_BOOL,
+    WAN_DTYPE_F8_E4M3,
+    WAN_DTYPE_F8_E5M2,
+    WAN_DTYPE_COUNT
+} wan_dtype;
+
+/* Safetensors name of a dtype ("F32", "BF16", ...), or "?" when out of range. Static string. */
+const char *wan_dtype_name(wan_dtype t);
+/* Size in bytes of one element, or 0 when out of range. */
+size_t wan_dtype_size(wan_dtype t);
+
+/* ---------------------------------------------------------------------------------------------
+ * Model folders and configs
+ * ------------------------------------------------------------------------------------------- */
+
+/* How the files on disk are organised. */
+typedef enum wan_layout {
+    WAN_LAYOUT_DIFFUSERS_PIPELINE = 0, /* model_index.json + component folders            */
+    WAN_LAYOUT_DIFFUSERS_COMPONENT,    /* one folder with config.json + weights           */
+    WAN_LAYOUT_ORIGINAL,               /* Wan release: high_noise_model/, low_noise_model/ */
+    WAN_LAYOUT_SINGLE_FILE             /* one .safetensors file, config inferred           */
+} wan_layout;
+
+/* The parts a pipeline is made of. */
+typedef enum wan_component {
+    WAN_COMPONENT_TRANSFORMER = 0, /* the DiT; the high-noise expert of a two-expert model */
+    WAN_COMPONENT_TRANSFORMER_2,   /* the low-noise expert (Wan2.2 A14B only)              */
+    WAN_COMPONENT_TEXT_ENCODER,    /* umT5 encoder                                         */
+    WAN_COMPONENT_TOKENIZER,       /* tokenizer.json and/or spiece.model                   */
+    WAN_COMPONENT_VAE,             /* AutoencoderKLWan                                     */
+    WAN_COMPONENT_SCHEDULER,       /* scheduler_config.json                                */
+    WAN_COMPONENT_COUNT
+} wan_component;
+
+/* Name of a component as in model_index.json ("transformer", "vae", ...). Static string. */
+const char *wan_component_name(wan_component c);
+/* Name of a layout ("diffusers pipeline", ...). Static string. */
+const char *wan_layout_name(wan_layout l);
+
+/* WanTransformer3DModel config (diffusers field names; original WanModel configs are translated). */
+typedef struct wan_transformer_config {
+    int patch_size[3];        /* (pt, ph, pw)                                 */
+    int num_attention_heads;  /* H                                            */
+    int attention_head_dim;   /* hd; D = H * hd                               */
+    int in_channels;          /* latent channels in                           */
+    int out_channels;         /* latent channels out                          */
+    int text_dim;             /* width of the text encoder output             */
+    int freq_dim;             /* sinusoid width of the timestep embedding     */
+    int ffn_dim;              /* F                                            */
+    int num_layers;           /* N blocks                                     */
+    int cross_attn_norm;      /* 1: the cross-attention pre-norm has affine params */
+    double eps;               /* every LayerNorm / RMSNorm                    */
+    int rope_max_seq_len;     /* RoPE table length                            */
+    int image_dim;            /* 0 when absent (T2V)                          */
+    int added_kv_proj_dim;    /* 0 when absent (T2V)                          */
+} wan_transformer_config;
+
+/* AutoencoderKLWan config. Lists hold at most WAN_VAE_MAX_Z entries. */
+#define WAN_VAE_MAX_Z 64
+typedef struct wan_vae_config {
+    int base_dim;
+    int decoder_base_dim;      /* equals base_dim when absent                  */
+    int z_dim;
+    int dim_mult[8];
+    int n_dim_mult;
+    int num_res_blocks;
+    int temporal_downsample[8]; /* "temperal_downsample" in diffusers, n_dim_mult-1 entries */
+    int is_residual;
+    int in_channels;
+    int out_channels;
+    int patch_size;             /* 0 when absent (Wan2.1), 2 for Wan2.2        */
+    int scale_factor_temporal;
+    int scale_factor_spatial;
+    float latents_mean[WAN_VAE_MAX_Z]; /* z_dim entries                        */
+    float latents_std[WAN_VAE_MAX_Z];  /* z_dim entries                        */
+} wan_vae_config;
+
+/* UMT5EncoderModel config. */
+typedef struct wan_text_encoder_config {
+    int vocab_size;
+    int d_model;
+    int d_kv;
+    int d_ff;
+    int num_layers;
+    int num_heads;
+    int relative_attention_num_buckets;
+    int relative_attention_max_distance;
+    double layer_norm_epsilon;
+    int gated_gelu;             /* feed_forward_proj == "gated-gelu"            */
+} wan_text_encoder_config;
+
+typedef enum wan_scheduler_kind {
+    WAN_SCHEDULER_UNIPC = 0,
+    WAN_SCHEDULER_EULER,
+    WAN_SCHEDULER_DPMPP
+} wan_scheduler_kind;
+
+/* Scheduler config (UniPCMultistepScheduler / FlowMatchEulerDiscreteScheduler fields). */
+typedef struct wan_scheduler_config {
+    wan_scheduler_kind kind;
+    int num_train_timesteps;
+    double flow_shift;          /* "flow_shift" (UniPC) or "shift" (Euler)      */
+    int solver_order;
+    int use_flow_sigmas;
+    int lower_order_final;
+    int predict_x0;
+    char prediction_type[32];
+    char solver_type[16];
+    char final_sigmas_type[16];
+} wan_scheduler_config;
+
+/* Pipeline-level settings (model_index.json). */
+typedef struct wan_pipeline_config {
+    double boundary_ratio;      /* < 0 when absent/null (single expert)          */
+    int expand_timesteps;       /* per-token timesteps (TI2V-5B)                 */
+} wan_pipeline_config;
+
+/* What is known about one component after loading. */
+typedef struct wan_component_info {
+    int present;                /* 0: the component is absent from this model     */
+    const char *class_name;     /* e.g. "WanTransformer3DModel"; borrowed          */
+    const char *path;           /* folder or file it was read from; borrowed       */
+    int64_t n_tensors;
+    int64_t n_params;           /* elements over all tensors                       */
+    int64_t n_bytes;            /* bytes of tensor data on disk                    */
+    int64_t bytes_by_dtype[WAN_DTYPE_COUNT];
+    int n_files;                /* safetensors files (shards)                      */
+    int original_names;         /* 1: tensors carry original Wan names             */
+} wan_component_info;
+
+typedef struct wan_model_params {
+    int validate_shapes;        /* check every expected tensor against the config (default 1) */
+} wan_model_params;
+
+/* Opaque handle: a loaded model (configs + memory-mapped weights). Read-only after load. */
+typedef struct wan_model wan_model_t;
+
+/* Default load parameters, by value. */
+wan_model_params wan_model_default_params(void);
+
+/* Opens a model: a diffusers pipeline folder (model_index.json), a single diffusers component folder
+ * (config.json + safetensors), an original Wan release folder (high_noise_model/ + low_noise_model/, or a
+ * WanModel config.json at its root), or one .safetensors file whose config is inferred from tensor shapes.
+ * Weights are memory-mapped, not read. `params` may be NULL for the defaults.
+ * On success *out owns the model; free it with wan_model_free(). On failure returns an error code,
+ * writes a message to err (may be NULL) and leaves *out NULL. */
+wan_status wan_model_load(const char *path, const wan_model_params *params, wan_model_t **out,
+                          char *err, size_t errlen);
+
+/* Frees a model and unmaps its weights. NULL is allowed. */
+void wan_model_free(wan_model_t *model);
+
+/* Layout detected at load. */
+wan_layout wan_model_layout(const wan_model_t *model);
+
+/* Path the model was loaded from. Borrowed. */
+const char *wan_model_path(const wan_model_t *model);
+
+/* Fills *info for one component; returns WAN_ERR_INVALID_ARG for a bad component index.
+ * An absent component gives WAN_OK with info->present == 0. */
+wan_status wan_model_component_info(const wan_model_t *model, wan_component c, wan_component_info *info);
+
+/* Typed configs. Each returns NULL when the model has no such component. `expert` is 0 for
+ * `transformer` (high-noise) and 1 for `transformer_2` (low-noise). Borrowed. */
+const wan_transformer_config *wan_model_transformer_config(const wan_model_t *model, int expert);
+const wan_vae_config *wan_model_vae_config(const wan_model_t *model);
+const wan_text_encoder_config *wan_model_text_encoder_config(const wan_model_t *model);
+const wan_scheduler_config *wan_model_scheduler_config(const wan_model_t *model);
+const wan_pipeline_config *wan_model_pipeline_config(const wan_model_t *model);
+
+/* Estimate of the peak host memory (bytes) a generation of `frames` frames at width x height needs with
+ * bf16 compute weights and one expert resident, for planning and for `wan info`. Returns 0 when the model
+ * has no transformer. */
+int64_t wan_model_estimate_memory(const wan_model_t *model, int width, int height, int frames);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tensor files (safetensors) for tools and tests
+ * ------------------------------------------------------------------------------------------- */
+
+/* A tensor held in host memory. `data` is owned by whoever filled the struct: tensors read by
+ * wan_safetensors_read are released with wan_host_tensor_free. Shapes are row-major (PyTorch order). */
+#define WAN_HOST_MAX_DIMS 8
+typedef struct wan_host_tensor {
+    char name[256];
+    wan_dtype dtype;
+    int ndim;
+    int64_t shape[WAN_HOST_MAX_DIMS];
+    void *data;
+} wan_host_tensor;
+
+/* Elements of a host tensor (product of its shape). */
+int64_t wan_host_tensor_numel(const wan_host_tensor *t);
+
+/* Reads tensor `name` from a safetensors file into newly allocated memory, converted to `want`:
+ * WAN_DTYPE_F32 accepts F32/F16/BF16/F64 in the file, WAN_DTYPE_I64 accepts I64/I32/I16/I8/U8,
+ * WAN_DTYPE_U8 accepts U8 only. On success fills *out (free with wan_host_tensor_free); on failure
+ * returns an error naming the file and the tensor. Thread-safe. */
+wan_status wan_safetensors_read(const char *path, const char *name, wan_dtype want, wan_host_tensor *out,
+                                char *err, size_t errlen);
+
+/* Frees the data of a tensor filled by wan_safetensors_read and clears it. NULL allowed. */
+void wan_host_tensor_free(wan_host_tensor *t);
+
+/* Writes n tensors (F32, F16, BF16, I64, U8 ... any dtype, data contiguous) to a new safetensors file
+ * at path (replaced if present; written to a temporary name first, then renamed). Names must be unique
+ * and non-empty. Thread-safe. */
+wan_status wan_safetensors_write(const char *path, const wan_host_tensor *tensors, int n, char *err,
+                                 size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WAN_H */

@@ -1,0 +1,65 @@
+/* test.h — a minimal test harness: TEST(name) registers a case; CHECK/CHECK_RC fail it with a
+ * message. All cases are linked into one binary (build/wan_tests) that prints one line per case and a
+ * final "N passed, N failed". */
+#ifndef WAN_TEST_H
+#define WAN_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "wan.h"
+
+typedef void (*wan_test_fn)(int *failed);
+void wan_test_register(const char *name, const char *file, wan_test_fn fn);
+
+#define TEST(name)                                                                                \
+    static void test_##name(int *failed_);                                                        \
+    __attribute__((constructor)) static void register_##name(void)                                \
+    {                                                                                             \
+        wan_test_register(#name, __FILE__, test_##name);                                          \
+    }                                                                                             \
+    static void test_##name(int *failed_)
+
+/* Fails the case (and returns from it) when cond is false. */
+#define CHECK(cond)                                                                               \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            printf("    %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);                   \
+            *failed_ = 1;                                                                         \
+            return;                                                                               \
+        }                                                                                         \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                      \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            printf("    %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                   \
+            printf(__VA_ARGS__);                                                                  \
+            printf("\n");                                                                         \
+            *failed_ = 1;                                                                         \
+            return;                                                                               \
+        }                                                                                         \
+    } while (0)
+
+/* Expects a wan_status; prints the error message held in errbuf when it differs. */
+#define CHECK_RC(expr, want, errbuf)                                                              \
+    do {                                                                                          \
+        int rc_ = (int)(expr);                                                                    \
+        if (rc_ != (int)(want)) {                                                                 \
+            printf("    %s:%d: %s returned %d (%s), expected %d: %s\n", __FILE__, __LINE__, #expr, \
+                   rc_, wan_status_str((wan_status)rc_), (int)(want), (errbuf));                  \
+            *failed_ = 1;                                                                         \
+            return;                                                                               \
+        }                                                                                         \
+    } while (0)
+
+/* Path of a fixture file: tests/fixtures/<rel> relative to the repository root (the tests run from
+ * there; WAN_FIXTURES overrides the folder). */
+const char *wan_test_fixture(const char *rel);
+
+/* Compares two float arrays; prints "name: max abs X, max rel Y (tol Z)" and returns 1 when
+ * max|a-b| <= tol_rel * max|ref|. */
+int wan_test_compare(const char *name, const float *got, const float *ref, size_t n, double tol_rel);
+
+#endif /* WAN_TEST_H */

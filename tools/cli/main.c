@@ -1,0 +1,45 @@
+/* main.c — `wan`: dispatch to the subcommands. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} k_commands[] = {
+    { "info", cmd_info, "info PATH                 describe a model folder or safetensors file" },
+    { "run", cmd_run, "run COMPONENT ...         run one network on tensors from a safetensors file" },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "wan %s — Wan2.x text-to-video inference in C\n\nusage:\n", wan_version());
+    for (size_t i = 0; i < sizeof k_commands / sizeof *k_commands; i++)
+        fprintf(f, "  wan %s\n", k_commands[i].help);
+    fprintf(f, "\nRun 'wan COMMAND --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("wan %s\n", wan_version());
+        return 0;
+    }
+    wan_log_set(cli_log_to_stderr, NULL, WAN_LOG_WARN);
+    for (size_t i = 0; i < sizeof k_commands / sizeof *k_commands; i++)
+        if (!strcmp(argv[1], k_commands[i].name))
+            return k_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "wan: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
