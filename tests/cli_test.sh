@@ -1,0 +1,38 @@
+#!/bin/sh
+# CLI checks: exit codes and the text users see. Usage: tests/cli_test.sh BUILD_DIR
+# Prints one line per check and ends with "N passed, N failed".
+B=${1:-build}
+WAN="$B/wan"
+F=tests/fixtures
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "[  OK  ] $1"; }
+ko() { fail=$((fail + 1)); echo "[ FAIL ] $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /'; }
+
+# expect NAME EXIT_CODE PATTERN CMD... : runs CMD, checks its exit code and that the combined output
+# matches the grep -E PATTERN.
+expect() {
+    name=$1 code=$2 pat=$3
+    shift 3
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -eq "$code" ] && printf '%s\n' "$out" | grep -Eq -- "$pat"; then ok "$name"; else ko "$name (exit $rc)" "$out"; fi
+}
+
+expect "wan --help" 0 "wan info PATH" "$WAN" --help
+expect "wan with no command" 2 "usage" "$WAN"
+expect "wan unknown command" 2 "unknown command 'frobnicate'" "$WAN" frobnicate
+expect "wan info t2v: layout" 0 "layout: diffusers pipeline" "$WAN" info $F/tiny-wan22-t2v
+expect "wan info t2v: both experts" 0 "transformer_2 WanTransformer3DModel" "$WAN" info $F/tiny-wan22-t2v
+expect "wan info t2v: boundary" 0 "boundary_ratio 0.875" "$WAN" info $F/tiny-wan22-t2v
+expect "wan info t2v: vae" 0 "vae +AutoencoderKLWan" "$WAN" info $F/tiny-wan22-t2v
+expect "wan info t2v: text encoder" 0 "text_encoder +UMT5EncoderModel" "$WAN" info $F/tiny-wan22-t2v
+expect "wan info t2v: memory" 0 "memory: about" "$WAN" info $F/tiny-wan22-t2v
+expect "wan info ti2v" 0 "expand_timesteps: yes" "$WAN" info $F/tiny-wan22-ti2v
+expect "wan info component folder" 0 "layout: diffusers component" "$WAN" info $F/tiny-wan22-t2v/transformer_2
+expect "wan info missing path" 1 "no such file or folder" "$WAN" info /nonexistent
+expect "wan info usage" 2 "usage: wan info PATH" "$WAN" info
+expect "wan info not a safetensors file" 1 "header length|too short" "$WAN" info $F/tiny-wan22-t2v/model_index.json
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
