@@ -325,6 +325,125 @@ void wan_host_tensor_free(wan_host_tensor *t);
 wan_status wan_safetensors_write(const char *path, const wan_host_tensor *tensors, int n, char *err,
                                  size_t errlen);
 
+/* ---------------------------------------------------------------------------------------------
+ * Text encoding (the umT5 encoder: token ids -> prompt_embeds)
+ *
+ * Computed in f32 with the weights as stored (F32/F16/BF16, memory-mapped); every buffer the encoder
+ * needs is freed before the call returns, so wan_mem_current() grows only by the returned tensor.
+ * Thread-safety: the model is only read, so calls on different threads may share it; each call uses
+ * n_threads OpenMP threads (<= 0: the OpenMP default) and sets the process-wide OpenBLAS thread count
+ * for its duration.
+ * ------------------------------------------------------------------------------------------- */
+
+/* WanPipeline's prompt embedding of one tokenized prompt: ids[0..n_ids) are the real tokens as the
+ * tokenizer returns them up to and including </s> (no padding: n_ids = sum of the attention mask).
+ * The encoder runs on those n_ids tokens only; the result is trimmed and zero-padded as diffusers'
+ * _get_t5_prompt_embeds does: *out = F32 [1, max_length, d_model] with rows >= n_ids exactly 0.
+ * max_length is 512 for WanPipeline. Requires 1 <= n_ids <= max_length and every id < vocab_size.
+ * On success *out owns its data (free with wan_host_tensor_free); on failure *out is untouched and err
+ * says why (no text encoder, bad id, missing or misshapen tensor named with its file, out of memory). */
+wan_status wan_text_encode_ids(const wan_model_t *model, const int64_t *ids, int n_ids, int max_length,
+                               wan_host_tensor *out, int n_threads, char *err, size_t errlen);
+
+/* The raw encoder, as transformers' UMT5EncoderModel(input_ids, attention_mask).last_hidden_state:
+ * ids[0..seq_len), mask (may be NULL: all ones; mask[j] == 0 hides key j from every query), and
+ * *out = F32 [1, seq_len, d_model] including the rows of padding positions. For tools and tests; the
+ * pipeline uses wan_text_encode_ids. Ownership and errors as wan_text_encode_ids. */
+wan_status wan_text_encoder_forward(const wan_model_t *model, const int64_t *ids, const int64_t *mask,
+                                    int seq_len, wan_host_tensor *out, int n_threads, char *err,
+                                    size_t errlen);
+
+/* ---------------------------------------------------------------------------------------------
+ * Generation: prompt in, frames out (the WanPipeline)
+ * ------------------------------------------------------------------------------------------- */
+
+/* Opaque per-run state: activations, progress, last error, timings. One context is used by one thread
+ * at a time; any number of contexts may share one model. */
+typedef struct wan_ctx wan_ctx_t;
+
+typedef enum wan_stage {
+    WAN_STAGE_TEXT = 0,   /* tokenizing and encoding the prompts         */
+    WAN_STAGE_DENOISE,    /* the sampler loop                            */
+    WAN_STAGE_DECODE,     /* the VAE, chunk by chunk                     */
+    WAN_STAGE_DONE
+} wan_stage;
+
+/* What the progress callback is told. */
+typedef struct wan_progress {
+    wan_stage stage;
+    int step;            /* denoise: steps finished (1..n_steps); decode: chunks finished */
+    int n_steps;         /* steps (or chunks) in this stage                           */
+    int expert;          /* 0 high-noise (transformer), 1 low-noise (transformer_2), -1 none */
+    double elapsed_s;    /* seconds since the call started                             */
+    double step_s;       /* mean seconds per step of this stage so far (0 unknown)     */
+    double eta_s;        /* estimated seconds left for the whole call (< 0 unknown)    */
+} wan_progress;
+
+/* Progress callback: called from the thread running wan_generate after each step; return nonzero to
+ * cancel (wan_generate then returns WAN_ERR_CANCELLED). */
+typedef int (*wan_progress_fn)(const wan_progress *p, void *user);
+
+/* Per-step callback for tools and tests: latents after step `step` (0-based), n floats [1,C,T,h,w]. The
+ * pointer is valid only during the call. step == -1 reports the initial latents. */
+typedef void (*wan_step_fn)(int step, double timestep, double sigma, const float *latents, int64_t n,
+                            void *user);
+
+typedef struct wan_generate_params {
+    const char *prompt;              /* required unless prompt_embeds is given                    */
+    const char *negative_prompt;     /* NULL: the official Wan default; "": empty (diffusers)     */
+    int width, height;               /* pixels; 0: the model's default; rounded down as diffusers */
+    int num_frames;                  /* 0: default (81 / 121); rounded to 4k+1 as diffusers        */
+    int steps;                       /* 0: default (40 A14B, 50 otherwise)                         */
+    double guidance_scale;           /* < 0: default; CFG for the high-noise expert (or the only one) */
+    double guidance_scale_2;         /* < 0: same as guidance_scale; low-noise expert              */
+    double shift;                    /* <= 0: the scheduler config's flow_shift                    */
+    int sampler;                     /* < 0: the scheduler config's; else a wan_scheduler_kind      */
+    uint64_t seed;                   /* torch CPU generator seed for the initial noise             */
+    int n_threads;                   /* 0: OpenMP default                                          */
+    const wan_host_tensor *latents;  /* optional initial latents F32 [1,C,T,h,w] (seed unused)      */
+    const wan_host_tensor *prompt_embeds;          /* optional F32 [1,512,text_dim]                  */
+    const wan_host_tensor *negative_prompt_embeds; /* optional, needed with prompt_embeds when CFG is on */
+    wan_progress_fn progress;
+    void *progress_user;
+    wan_step_fn on_step;
+    void *step_user;
+} wan_generate_params;
+
+/* A generated clip. Owned by the caller after wan_generate; release with wan_video_free. */
+typedef struct wan_video {
+    int num_frames, height, width;
+    int fps;                  /* the model's default frame rate (16, or 24 for TI2V-5B)          */
+    uint8_t *frames;          /* [num_frames, height, width, 3] RGB, uint8 as diffusers' export  */
+    float *latents;           /* final latents [1,C,T,h,w] (normalised space), may be NULL       */
+    int64_t latents_shape[5];
+    double seconds_text, seconds_denoise, seconds_decode;
+    size_t peak_bytes;        /* library host memory peak during the call                       */
+} wan_video;
+
+/* Defaults for a model (steps, CFG, size, frames from the official recipe and the model's configs). */
+wan_generate_params wan_generate_default_params(const wan_model_t *model);
+
+/* Creates a context for a model (which must outlive it). On failure writes err and leaves *out NULL. */
+wan_status wan_ctx_new(const wan_model_t *model, wan_ctx_t **out, char *err, size_t errlen);
+
+/* Frees a context. NULL allowed. */
+void wan_ctx_free(wan_ctx_t *ctx);
+
+/* Message of the last failure on this context ("" when none). Valid until the next call on it. */
+const char *wan_ctx_errmsg(const wan_ctx_t *ctx);
+
+/* Asks the running wan_generate on this context to stop at the next step. Safe from any thread or a
+ * signal handler. */
+void wan_ctx_cancel(wan_ctx_t *ctx);
+
+/* Runs the whole pipeline. On success fills *out (free with wan_video_free). On failure returns an
+ * error code, wan_ctx_errmsg() explains, and *out is left empty. Input validation follows diffusers:
+ * sizes are rounded with a warning through the log callback; 0 frames or steps < 1 are errors. */
+wan_status wan_generate(wan_ctx_t *ctx, const wan_generate_params *params, wan_video *out);
+
+/* Releases what wan_generate put in a wan_video and clears it. NULL allowed. */
+void wan_video_free(wan_video *video);
+
 #ifdef __cplusplus
 }
 #endif

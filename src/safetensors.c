@@ -52,9 +52,9 @@ static int cmp_tensor_begin(const void *a, const void *b)
     return x->end < y->end ? -1 : (x->end > y->end);
 }
 
-/* Parses one header entry into t. `hdr_pos` is the byte offset of the header in the file. */
-static wan_status parse_entry(const char *path, const cJSON *item, uint64_t data_size,
-                              wan_st_tensor *t, wan_error *err)
+/* Parses one header entry into t. The data area starts at byte data_off of the file. */
+static wan_status parse_entry(const char *path, const cJSON *item, uint64_t data_off,
+                              uint64_t data_size, wan_st_tensor *t, wan_error *err)
 {
     const char *name = item->string;
     if (!cJSON_IsObject(item))
@@ -97,8 +97,10 @@ static wan_status parse_entry(const char *path, const cJSON *item, uint64_t data
                        path, name, (unsigned long long)b, (unsigned long long)e);
     if (e > data_size)
         return wan_err(err, WAN_ERR_FORMAT,
-                       "%s: tensor '%s': data_offsets [%llu, %llu] run past the data area (%llu bytes)",
+                       "%s: tensor '%s': data_offsets [%llu, %llu] (file bytes %llu..%llu) run past the "
+                       "end of the file: the data area has %llu bytes (truncated?)",
                        path, name, (unsigned long long)b, (unsigned long long)e,
+                       (unsigned long long)(data_off + b), (unsigned long long)(data_off + e),
                        (unsigned long long)data_size);
     size_t es = wan_dtype_size(t->dtype);
     if (overflow || numel > UINT64_MAX / es || numel * es != e - b) {
@@ -217,7 +219,7 @@ wan_status wan_st_parse(const char *path, const uint8_t *buf, size_t size, wan_s
             goto done;
         }
         out->n_tensors++;
-        rc = parse_entry(path, it, data_size, t, err);
+        rc = parse_entry(path, it, data_off, data_size, t, err);
         if (rc != WAN_OK)
             goto done;
         t->data = buf + data_off + t->begin;

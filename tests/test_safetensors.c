@@ -85,7 +85,7 @@ TEST(st_errors)
     CHECK(wan_st_parse("t.safetensors", big, sizeof big, &f, &err) == WAN_ERR_FORMAT);
     CHECK(strstr(err.msg, "header length 65535"));
     CHECK(parse_expect("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8,
-                       WAN_ERR_FORMAT, "run past the data area"));
+                       WAN_ERR_FORMAT, "run past the end of the file"));
     CHECK(parse_expect("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
                        "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
                        16, WAN_ERR_FORMAT, "overlap"));
