@@ -12,15 +12,15 @@ endif
 
 CFLAGS := -std=c11 $(OPT) -g -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SANFLAGS)
-PKGS := libcjson
-LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson) -lopenblas -lm -lpthread
+PKGS := libcjson libmicrohttpd zlib libavformat libavcodec libswscale libavutil
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lmicrohttpd -lz -lavformat -lavcodec -lswscale -lavutil) -lopenblas -lm -lpthread
 
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16
 
 LIB_SRC := $(sort $(wildcard src/*.c src/cpu/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_SRC := $(sort $(wildcard tools/cli/*.c))
+CLI_SRC := $(sort $(wildcard tools/cli/*.c tools/server/*.c))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
@@ -65,12 +65,14 @@ check: test
 # libFuzzer targets (clang). FUZZ_SECONDS bounds each run.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+# parsers that live outside the library, linked into every fuzz target
+FUZZ_EXTRA_SRC := tools/server/http_parse.c
 fuzz:
 	$(MAKE) CC=clang BUILD=build-fuzz EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libwan.a
 	@mkdir -p build-fuzz/fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  clang -std=c11 -g -O1 -fopenmp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	    fuzz/$$t.c build-fuzz/libwan.a -o build-fuzz/fuzz/$$t $(LDLIBS) || exit 1; \
+	    fuzz/$$t.c $(FUZZ_EXTRA_SRC) build-fuzz/libwan.a -o build-fuzz/fuzz/$$t $(LDLIBS) || exit 1; \
 	  mkdir -p build-fuzz/corpus/$$t; \
 	  cp -n fuzz/corpus/$$t/* build-fuzz/corpus/$$t/ 2>/dev/null; \
 	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \

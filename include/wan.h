@@ -326,13 +326,95 @@ wan_status wan_safetensors_write(const char *path, const wan_host_tensor *tensor
                                  size_t errlen);
 
 /* ---------------------------------------------------------------------------------------------
+ * Tokenizer and prompt cleaning (umT5; what WanPipeline does before the text encoder)
+ *
+ * The ids are those of the Hugging Face `tokenizers` core reading the model's tokenizer.json (the
+ * reference; transformers 5's T5TokenizerFast.from_pretrained is not, see docs/MODEL.md): added tokens
+ * (so literal "</s>" or "<extra_id_0>" in a prompt become their ids), the Precompiled/Strip/Replace
+ * normalizers, Metaspace, Unigram, the "$A </s>" template, right truncation and right padding.
+ * Text is UTF-8; invalid byte sequences are replaced by U+FFFD (as Rust's String::from_utf8_lossy).
+ * Thread-safety: a loaded wan_tokenizer_t is read-only; any number of threads may encode with it at
+ * once. Every function below is thread-safe (the truncation warning goes through the log callback).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Opaque handle: a loaded tokenizer. */
+typedef struct wan_tokenizer wan_tokenizer_t;
+
+/* Pass as a text length to mean "NUL-terminated". */
+#define WAN_STRLEN ((size_t)-1)
+
+/* Loads a tokenizer from `path`: a tokenizer.json, a spiece.model (rebuilt as transformers' T5Converter
+ * does, with extra_ids and legacy read from a tokenizer_config.json beside it; defaults 0 and true), or
+ * a folder holding either (checked in this order: tokenizer.json, tokenizer/tokenizer.json,
+ * spiece.model, tokenizer/spiece.model; a diffusers pipeline folder works). On success *out owns the
+ * tokenizer (free with wan_tokenizer_free). Errors: WAN_ERR_NOT_FOUND, WAN_ERR_IO, WAN_ERR_FORMAT (the
+ * message names the file and the JSON field or byte offset), WAN_ERR_UNSUPPORTED (a model, normalizer
+ * or pre-tokenizer type other than those umT5 uses), WAN_ERR_NOMEM. */
+wan_status wan_tokenizer_load(const char *path, wan_tokenizer_t **out, char *err, size_t errlen);
+
+/* Frees a tokenizer. NULL is allowed. */
+void wan_tokenizer_free(wan_tokenizer_t *tok);
+
+/* Number of ids (model vocabulary and added tokens). */
+int wan_tokenizer_vocab_size(const wan_tokenizer_t *tok);
+/* The piece text of an id (borrowed, NUL-terminated), or NULL when out of range. */
+const char *wan_tokenizer_id_to_piece(const wan_tokenizer_t *tok, int32_t id);
+/* Id of "<pad>", or -1 when the tokenizer has none. */
+int32_t wan_tokenizer_pad_id(const wan_tokenizer_t *tok);
+
+typedef struct wan_encode_params {
+    int max_length; /* > 0: truncate to this many ids incl. "</s>", as transformers' truncation=True
+                       (a warning is logged); <= 0: no limit. Default 512 (WanPipeline).             */
+    int pad;        /* 1: right-pad with <pad> to max_length (padding="max_length"). Default 1.       */
+    int clean;      /* 1: run wan_prompt_clean first (WanPipeline does). Default 1.                   */
+    int ftfy;       /* with clean: 1 = the ftfy subset is applied (ftfy installed). Default 1.        */
+} wan_encode_params;
+
+/* Defaults, by value: max_length 512, pad 1, clean 1, ftfy 1 (exactly WanPipeline's call). */
+wan_encode_params wan_encode_default_params(void);
+
+/* The result of an encode: n ids, the first n_real of them real (mask 1), the rest padding (mask 0). */
+typedef struct wan_tokens {
+    int32_t *ids;
+    int32_t *mask;          /* attention mask, 1 for real tokens and "</s>", 0 for padding       */
+    int n;                  /* entries in ids and mask                                           */
+    int n_real;             /* = sum(mask)                                                       */
+    int truncated;          /* 1 when ids were cut to max_length                                 */
+    int64_t n_untruncated;  /* ids (with specials) before truncation                             */
+} wan_tokens;
+
+/* Encodes text[0..len) (len = WAN_STRLEN: NUL-terminated). `params` may be NULL for the defaults.
+ * On success fills *out (free with wan_tokens_free). Errors: WAN_ERR_INVALID_ARG (NULL arguments,
+ * padding without a <pad> token, an unknown character with no unk id), WAN_ERR_NOMEM. */
+wan_status wan_tokenizer_encode(const wan_tokenizer_t *tok, const char *text, size_t len,
+                                const wan_encode_params *params, wan_tokens *out, char *err, size_t errlen);
+
+/* Frees the arrays of a wan_tokens and clears it. NULL is allowed. */
+void wan_tokens_free(wan_tokens *tokens);
+
+/* WanPipeline's prompt_clean: ftfy.fix_text (the subset documented in docs/MODEL.md, only when `ftfy`
+ * is 1), html.unescape twice, strip, every run of Unicode whitespace -> one space, strip.
+ * On success *out is a new NUL-terminated UTF-8 string (free with wan_string_free) of *out_len bytes
+ * (out_len may be NULL). Errors: WAN_ERR_INVALID_ARG, WAN_ERR_NOMEM. */
+wan_status wan_prompt_clean(const char *text, size_t len, int ftfy, char **out, size_t *out_len, char *err,
+                            size_t errlen);
+
+/* Frees a string returned by the library. NULL is allowed. */
+void wan_string_free(char *s);
+
+/* The default negative prompt of the official Wan2.2 release (sample_neg_prompt, Chinese, UTF-8).
+ * diffusers' WanPipeline uses "" when negative_prompt is None; the official scripts use this one.
+ * Static string. */
+const char *wan_default_negative_prompt(void);
+
+/* ---------------------------------------------------------------------------------------------
  * Text encoding (the umT5 encoder: token ids -> prompt_embeds)
  *
  * Computed in f32 with the weights as stored (F32/F16/BF16, memory-mapped); every buffer the encoder
  * needs is freed before the call returns, so wan_mem_current() grows only by the returned tensor.
  * Thread-safety: the model is only read, so calls on different threads may share it; each call uses
  * n_threads OpenMP threads (<= 0: the OpenMP default) and sets the process-wide OpenBLAS thread count
- * for its duration.
+ * to the same number.
  * ------------------------------------------------------------------------------------------- */
 
 /* WanPipeline's prompt embedding of one tokenized prompt: ids[0..n_ids) are the real tokens as the
@@ -352,6 +434,19 @@ wan_status wan_text_encode_ids(const wan_model_t *model, const int64_t *ids, int
 wan_status wan_text_encoder_forward(const wan_model_t *model, const int64_t *ids, const int64_t *mask,
                                     int seq_len, wan_host_tensor *out, int n_threads, char *err,
                                     size_t errlen);
+
+/* WanPipeline.encode_prompt for one prompt: prompt_clean, tokenize (max_length, truncation; ftfy subset
+ * on), encode the real tokens, zero-pad: *prompt_embeds = F32 [1, max_length, d_model] (max_length 512
+ * for WanPipeline). When negative_prompt_embeds is not NULL, the negative prompt is encoded the same way
+ * into it (negative_prompt NULL means "", as diffusers' negative_prompt=None; the official Wan scripts
+ * pass wan_default_negative_prompt() instead). `tok` may be NULL: the model's own tokenizer is then
+ * loaded for the call and freed again (pass a loaded one to encode many prompts). On success the
+ * requested outputs own their data (wan_host_tensor_free); on failure none is written. Errors: those of
+ * wan_tokenizer_load/wan_tokenizer_encode and wan_text_encode_ids, WAN_ERR_NOT_FOUND when the model has
+ * no tokenizer or text encoder. Thread-safety as wan_text_encode_ids. */
+wan_status wan_encode_prompt(const wan_model_t *model, const wan_tokenizer_t *tok, const char *prompt,
+                             const char *negative_prompt, int max_length, wan_host_tensor *prompt_embeds,
+                             wan_host_tensor *negative_prompt_embeds, int n_threads, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------------------------------------
  * Generation: prompt in, frames out (the WanPipeline)
@@ -416,6 +511,15 @@ typedef struct wan_video {
     uint8_t *frames;          /* [num_frames, height, width, 3] RGB, uint8 as diffusers' export  */
     float *latents;           /* final latents [1,C,T,h,w] (normalised space), may be NULL       */
     int64_t latents_shape[5];
+    int n_steps;              /* sampler steps run                                              */
+    float *timesteps;         /* [n_steps] the timesteps fed to the transformer                 */
+    float *sigmas;            /* [n_steps + 1] the sampler's sigmas                              */
+    int n_high_steps;         /* steps run by the high-noise expert (transformer)               */
+    double guidance_scale;    /* the settings in effect after defaults and rounding:             */
+    double guidance_scale_2;
+    double shift;
+    int sampler;              /* wan_scheduler_kind                                              */
+    uint64_t seed;
     double seconds_text, seconds_denoise, seconds_decode;
     size_t peak_bytes;        /* library host memory peak during the call                       */
 } wan_video;
@@ -443,6 +547,231 @@ wan_status wan_generate(wan_ctx_t *ctx, const wan_generate_params *params, wan_v
 
 /* Releases what wan_generate put in a wan_video and clears it. NULL allowed. */
 void wan_video_free(wan_video *video);
+
+/* ---------------------------------------------------------------------------------------------
+ * Transformer (DiT): one forward of WanTransformer3DModel
+ * ------------------------------------------------------------------------------------------- */
+
+/* Runs one forward of expert `expert` (0: `transformer`, the high-noise expert; 1: `transformer_2`, the
+ * low-noise expert) on the CPU, as diffusers' WanTransformer3DModel(hidden_states, timestep,
+ * encoder_hidden_states) does:
+ *   hidden_states          F32 [B, in_channels, F, H, W]; F, H, W multiples of the patch size
+ *   timestep               any integer or float dtype, [B] (one per sample) or [B, tokens] (per token,
+ *                          Wan2.2 TI2V `expand_timesteps`; tokens = F/pt · H/ph · W/pw in (f, h, w) order)
+ *   encoder_hidden_states  F32 [B, Lt, text_dim]: the text context, already zero-padded (the pipeline pads
+ *                          to 512 rows; every row is attended, without a mask)
+ * On success fills *out_sample with the flow prediction, F32 [B, out_channels, F, H, W] named "sample";
+ * its data is allocated by the library and owned by the caller (free with wan_host_tensor_free). On failure
+ * returns WAN_ERR_SHAPE for inputs of the wrong shape (channels, patch multiples, text_dim, timestep shape),
+ * WAN_ERR_INVALID_ARG for wrong dtypes, NULL arguments or non-finite timesteps, WAN_ERR_NOT_FOUND when the
+ * model has no such expert, WAN_ERR_NOMEM; writes a message to err and leaves *out_sample untouched.
+ * Weights are used as stored (F32, BF16 or F16, memory-mapped); compute is f32, with BF16/F16 matrices
+ * converted one tile at a time. Activations take about 6·tokens·D·4 bytes plus the text and FFN buffers.
+ * n_threads <= 0 uses the OpenMP default. Thread-safety: the model may be shared, but the call also sets
+ * OpenBLAS's process-wide thread count to n_threads, so concurrent calls should pass the same value. */
+wan_status wan_transformer_forward(const wan_model_t *model, int expert, const wan_host_tensor *hidden_states,
+                                   const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
+                                   wan_host_tensor *out_sample, int n_threads, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------------------------------------
+ * Schedulers (samplers)
+ *
+ * diffusers' flow-matching schedulers, reproduced step for step: UniPCMultistepScheduler (flow
+ * sigmas, predict_x0, bh1/bh2, order 1-2: what every Wan2.x diffusers folder uses),
+ * FlowMatchEulerDiscreteScheduler, and DPMSolverMultistepScheduler (dpmsolver++, midpoint, flow
+ * sigmas). The kind comes from cfg->kind; to run another sampler on a model, copy its config and
+ * change `kind` (the flow_shift is shared). Typical loop:
+ *
+ *     wan_scheduler_t *s;
+ *     wan_scheduler_create(wan_model_scheduler_config(model), 40, NULL, &s, err, sizeof err);
+ *     for (int i = 0; i < wan_scheduler_num_steps(s); i++) {
+ *         float t = wan_scheduler_timesteps(s)[i];      // feed t to the DiT, get v
+ *         wan_scheduler_step(s, v, x, x, n, err, sizeof err);   // x <- next sample
+ *     }
+ *     wan_scheduler_free(s);
+ *
+ * A scheduler is used by one thread at a time; distinct schedulers are independent.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct wan_scheduler wan_scheduler_t;
+
+typedef struct wan_scheduler_params {
+    double shift;                  /* > 0: flow shift to use instead of cfg->flow_shift (like
+                                      diffusers' from_config(cfg, flow_shift=S)); <= 0: the config's */
+    const int *disable_corrector;  /* UniPC: step indices whose corrector is skipped (diffusers'
+                                      disable_corrector); copied at create; may be NULL           */
+    int n_disable_corrector;
+} wan_scheduler_params;
+
+/* Default parameters (no override, corrector everywhere), by value. */
+wan_scheduler_params wan_scheduler_default_params(void);
+
+/* Creates a scheduler for `num_inference_steps` (1..10000) steps and builds its grid exactly as the
+ * reference's set_timesteps does. `params` may be NULL. Returns WAN_ERR_UNSUPPORTED for configs
+ * outside the flow-matching family (e.g. prediction_type epsilon, solver_order 3) and
+ * WAN_ERR_INVALID_ARG for bad numbers; *out is then NULL. Free with wan_scheduler_free(). */
+wan_status wan_scheduler_create(const wan_scheduler_config *cfg, int num_inference_steps,
+                                const wan_scheduler_params *params, wan_scheduler_t **out,
+                                char *err, size_t errlen);
+
+/* Frees a scheduler and its history buffers. NULL is allowed. */
+void wan_scheduler_free(wan_scheduler_t *s);
+
+/* Number of steps N. */
+int wan_scheduler_num_steps(const wan_scheduler_t *s);
+
+/* The N timesteps to feed the transformer, largest first. UniPC and DPM++ timesteps are the
+ * reference's int64 values (trunc(sigma·1000) in float64: 999, 991, ...) held exactly as floats;
+ * Euler timesteps are the reference's float32 sigma·1000. Borrowed; valid until the scheduler is
+ * freed. The two-expert split compares these with boundary_ratio·1000 (t >= boundary: high noise). */
+const float *wan_scheduler_timesteps(const wan_scheduler_t *s);
+
+/* The N+1 sigmas (float32 as the reference stores them; sigmas[N] is the final sigma, 0 unless a
+ * UniPC config asks for final_sigmas_type "sigma_min"). Borrowed. */
+const float *wan_scheduler_sigmas(const wan_scheduler_t *s);
+
+/* The flow shift in effect (the override or the config's), for logging. */
+double wan_scheduler_shift(const wan_scheduler_t *s);
+
+/* Index of the next step (0 before the first; N when done). */
+int wan_scheduler_step_index(const wan_scheduler_t *s);
+
+/* Advances one step: given the (guided) model output v and the current sample x, both n floats,
+ * writes the next sample to prev_sample (which may alias x or v). The scheduler keeps the history
+ * it needs (two x0 predictions and, for UniPC, the pre-corrector sample: 2-3 buffers of n floats,
+ * allocated on the first step); n must stay the same across steps. Matches diffusers' step() to
+ * float32 rounding (<= 1e-6 abs on the fixtures). Errors: WAN_ERR_INVALID_ARG (NULL pointers, n
+ * changed, all steps done), WAN_ERR_NOMEM. */
+wan_status wan_scheduler_step(wan_scheduler_t *s, const float *model_output, const float *sample,
+                              float *prev_sample, size_t n, char *err, size_t errlen);
+
+/* Forgets the history and returns to step 0 (the grid and the buffers are kept). NULL allowed. */
+void wan_scheduler_reset(wan_scheduler_t *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Random numbers compatible with torch
+ * ------------------------------------------------------------------------------------------- */
+
+/* Writes what `torch.manual_seed(seed); torch.randn(n)` gives on the CPU in float32 (also what
+ * diffusers' randn_tensor draws with torch.Generator("cpu").manual_seed(seed) for a tensor of n
+ * elements, any shape): MT19937 seeded with the low 32 bits of `seed` (a negative Python seed s is
+ * 2^64 + s), then torch's Box–Muller (16-wide float kernel for n >= 16, the double-precision scalar
+ * path below 16). Bit-identical to torch builds that use their AVX2 kernel (every x86-64 CPU with
+ * AVX2+FMA), whatever CPU this runs on. CUDA generators are not reproduced. Returns
+ * WAN_ERR_INVALID_ARG when out is NULL and n > 0. Thread-safe (no global state). */
+wan_status wan_randn(uint64_t seed, size_t n, float *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Frames and video files
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum wan_frames_rounding {
+    WAN_FRAMES_TRUNCATE = 0, /* uint8(y·255), as diffusers' export_to_video and Wan's save_video */
+    WAN_FRAMES_ROUND         /* rint(y·255) (ties to even), as diffusers' output_type="pil"      */
+} wan_frames_rounding;
+
+/* Turns one decoded video, float [3, F, H, W] in [-1, 1] (the VAE output of one sample), into
+ * uint8 RGB frames [F, H, W, 3] the way diffusers does: y = clamp(x·0.5 + 0.5, 0, 1) in float32
+ * (VideoProcessor.postprocess_video, output_type "np"), then y·255 in float32 converted to uint8 by
+ * truncation (export_to_video) or rounded to nearest, ties to even (numpy's round, output_type
+ * "pil"). NaN maps to 0.
+ * `frames` is caller-owned (F·H·W·3 bytes). Returns WAN_ERR_INVALID_ARG for NULL pointers or
+ * non-positive sizes. Thread-safe. */
+wan_status wan_video_postprocess(const float *video, int F, int H, int W, wan_frames_rounding rounding,
+                                 uint8_t *frames, char *err, size_t errlen);
+
+typedef struct wan_video_options {
+    int crf;          /* constant quality for MP4/MKV (x264, 0-51) and WebM (VP9, 0-63); < 0: the
+                         default, 25 for x264 (= diffusers' export_to_video quality 5; Wan's own
+                         save_video uses 10) and 31 for VP9                                        */
+    int quality;      /* WebP quality 0-100 (default 90); 101 = lossless                           */
+    const char *preset; /* x264 preset; NULL: "medium" (FFmpeg's default, as export_to_video)      */
+    int loop;         /* WebP/GIF: number of loops, 0 = forever (default)                         */
+} wan_video_options;
+
+/* Default options, by value. */
+wan_video_options wan_video_default_options(void);
+
+/* Writes F uint8 RGB frames [F, H, W, 3] (row-major, tightly packed) at `fps` frames per second.
+ * The container comes from the extension of `path` (case-insensitive):
+ *   .mp4 / .mkv      H.264 (libx264), yuv420p (BT.601 limited range), MP4 with +faststart
+ *   .webm            VP9 (libvpx), yuv420p, constant quality
+ *   .webp            animated WebP (libwebp)
+ *   .gif             GIF with the fixed 256-colour RGB332 palette, dithered (small, lossy; prefer WebP)
+ *   .safetensors     tensor "frames", U8 [F, H, W, 3] (exact pixels; no fps stored)
+ *   no extension     a folder (created if needed) of PNG files frame_00000.png, frame_00001.png, ...
+ * yuv420p needs even sizes: an odd width or height is padded by one column/row repeating the last
+ * one (no scaling, the pixels are kept). `opts` may be NULL for the defaults. On failure returns
+ * WAN_ERR_IO (cannot create or write the file: the message names the path and the OS/FFmpeg reason;
+ * a partly written file is removed), WAN_ERR_UNSUPPORTED (unknown extension, or this FFmpeg build
+ * lacks the encoder) or WAN_ERR_INVALID_ARG. FFmpeg's own messages are routed to the wan log
+ * callback (this installs a process-wide av_log callback on first use). Thread-safe. */
+wan_status wan_video_write(const char *path, const uint8_t *frames, int F, int H, int W, double fps,
+                           const wan_video_options *opts, char *err, size_t errlen);
+
+/* Writes `json` (any text; wan.c writes its generation settings) next to an output: the output
+ * path with its extension replaced by ".json" (out.mp4 -> out.json), or with ".json" appended when
+ * it has none (a PNG folder "out" -> "out.json"). Written to a temporary file, then renamed.
+ * Returns WAN_ERR_IO with the path on failure. Thread-safe. */
+wan_status wan_video_write_sidecar(const char *output_path, const char *json, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------------------------------------
+ * Video VAE (AutoencoderKLWan: the Wan2.1 z16 VAE and the Wan2.2 z48 VAE)
+ *
+ * The numerics of diffusers' AutoencoderKLWan in f32, with the weights as stored (F32/F16/BF16,
+ * memory-mapped; half-precision weights are converted one layer at a time). Decoding runs latent frame
+ * by latent frame with the causal feature cache (the first latent frame gives 1 frame, every later one
+ * 4), so without tiling its working memory does not grow with the number of frames: wan_vae_decode_frames
+ * hands each frame out as soon as it is made. z is the VAE-space latent that vae.decode takes, i.e.
+ * already de-normalised by the pipeline (latents / (1/latents_std) + latents_mean, per channel).
+ * Every buffer a call allocates is freed before it returns (wan_mem_current() grows only by the tensor
+ * returned). Thread-safety: the model is only read, so calls on different threads may share it; each
+ * call uses n_threads OpenMP threads and sets the process-wide OpenBLAS thread count for its duration.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct wan_vae_params {
+    int tiled;                     /* 1: diffusers' tiled decode (enable_tiling); used only when the
+                                    * latent is larger than one tile, as diffusers does              */
+    int tile_sample_min_height;    /* tile size in sample pixels, enable_tiling's arguments          */
+    int tile_sample_min_width;     /*   (default 256)                                                */
+    int tile_sample_stride_height; /* tile stride in sample pixels (default 192)                     */
+    int tile_sample_stride_width;
+    int n_threads;                 /* <= 0: the OpenMP default                                       */
+    wan_progress_fn progress;      /* optional: stage WAN_STAGE_DECODE, step = chunks done of n_steps
+                                    * (over the whole batch and all tiles); nonzero cancels          */
+    void *progress_user;
+} wan_vae_params;
+
+/* Defaults, by value: untiled, tiles 256/192 px, OpenMP threads, no progress callback. */
+wan_vae_params wan_vae_default_params(void);
+
+/* Receives one decoded frame: rgb [3, height, width] f32 in [-1, 1] (clamped), valid only during the
+ * call. Frames arrive in order, frame = 0 .. 1+4(T-1)-1 for each batch item in turn. Return nonzero to
+ * cancel (the decode then returns WAN_ERR_CANCELLED). */
+typedef int (*wan_vae_frame_fn)(int batch, int frame, const float *rgb, int height, int width, void *user);
+
+/* Decodes z F32 [B, z_dim, T, h, w] (vae.decode) frame by frame into on_frame. Output size: H = h*s,
+ * W = w*s with s = the decoder's spatial factor (8 for Wan2.1, 16 for Wan2.2), 1+4(T-1) frames.
+ * With params->tiled the frames of one batch item are assembled in a [F, 3, H, W] buffer first (tiles
+ * span all frames), then handed out. params may be NULL for the defaults. Errors: no VAE in the model,
+ * z not 5-D F32 or its channels != z_dim (WAN_ERR_INVALID_ARG), a missing or misshapen weight (named
+ * with its file), out of memory, cancelled. */
+wan_status wan_vae_decode_frames(const wan_model_t *model, const wan_host_tensor *z,
+                                 const wan_vae_params *params, wan_vae_frame_fn on_frame, void *user,
+                                 char *err, size_t errlen);
+
+/* Decodes z F32 [B, z_dim, T, h, w] into *sample = F32 [B, 3, 1+4(T-1), H, W] clamped to [-1, 1]
+ * (vae.decode(z).sample). On success *sample owns its data (free with wan_host_tensor_free); on failure
+ * it is left empty. Errors as wan_vae_decode_frames. */
+wan_status wan_vae_decode(const wan_model_t *model, const wan_host_tensor *z, const wan_vae_params *params,
+                          wan_host_tensor *sample, char *err, size_t errlen);
+
+/* Encodes a video x F32 [B, in 3, F, H, W] in [-1, 1] (H, W multiples of the spatial factor) into
+ * *latent_mean = F32 [B, z_dim, 1+(F'-1)/4, H/s, W/s], the mean of vae.encode(x).latent_dist (what the
+ * Wan pipelines use), where F' = 1+4*floor((F-1)/4): extra frames are dropped as diffusers does.
+ * Chunks of 1 then 4 frames with the causal cache. Tiling is not used for encoding. Ownership and
+ * errors as wan_vae_decode. */
+wan_status wan_vae_encode(const wan_model_t *model, const wan_host_tensor *x, const wan_vae_params *params,
+                          wan_host_tensor *latent_mean, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

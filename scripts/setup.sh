@@ -5,7 +5,8 @@ set -eu
 
 PKGS="make gcc pkg-config libc6-dev libopenblas-dev libcjson-dev \
 libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libmicrohttpd-dev \
-clang libclang-rt-14-dev ffmpeg python3"
+clang libclang-rt-14-dev ffmpeg python3 \
+zlib1g-dev python3-venv chromium chromium-driver"
 
 missing=""
 for p in $PKGS; do

@@ -2,6 +2,8 @@
  * when a file has none, and the model-level queries of wan.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "model_dir.h"
+#include "umt5.h"
+#include "vae.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -120,33 +122,6 @@ static wan_status infer_transformer(const wan_st_set *w, wan_transformer_config 
     return WAN_OK;
 }
 
-static wan_status infer_vae(const wan_st_set *w, wan_vae_config *c, wan_error *err)
-{
-    wan_vae_config_default(c);
-    const wan_st_tensor *din = tensor_of(w, "decoder.conv_in.weight");
-    const wan_st_tensor *dout = tensor_of(w, "decoder.conv_out.weight");
-    const wan_st_tensor *ein = tensor_of(w, "encoder.conv_in.weight");
-    if (!din || din->ndim != 5 || !dout || dout->ndim != 5)
-        return wan_err(err, WAN_ERR_FORMAT,
-                       "%s: cannot infer the VAE config: decoder.conv_in / decoder.conv_out missing", w->dir);
-    c->z_dim = (int)din->shape[1];
-    c->out_channels = (int)dout->shape[0];
-    c->in_channels = ein && ein->ndim == 5 ? (int)ein->shape[1] : c->out_channels;
-    c->decoder_base_dim = (int)dout->shape[1];
-    c->base_dim = ein && ein->ndim == 5 ? (int)ein->shape[0] : c->decoder_base_dim;
-    if (c->z_dim == 48) {
-        c->is_residual = 1;
-        c->patch_size = 2;
-        c->scale_factor_spatial = 16;
-        wan_vae_config_default_latents(c);
-    } else if (c->z_dim != 16) {
-        return wan_err(err, WAN_ERR_UNSUPPORTED,
-                       "%s: VAE with z_dim %d has no config.json and no known latents_mean/std", w->dir,
-                       c->z_dim);
-    }
-    return WAN_OK;
-}
-
 static wan_status infer_text_encoder(const wan_st_set *w, wan_text_encoder_config *c, wan_error *err)
 {
     wan_text_encoder_config_default(c);
@@ -262,27 +237,7 @@ static wan_status load_vae_dir(wan_model_t *m, const char *dir, const wan_model_
 static wan_status check_text_encoder_weights(const wan_st_set *w, const wan_text_encoder_config *c,
                                              wan_error *err)
 {
-    wan_tensor t;
-    const char *emb = wan_st_set_find(w, "shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
-    wan_status rc = wan_st_set_get(w, emb, 2, (int64_t[]){ c->vocab_size, c->d_model }, &t, err);
-    int64_t inner = (int64_t)c->num_heads * c->d_kv;
-    for (int i = 0; rc == WAN_OK && i < c->num_layers; i++) {
-        char name[128];
-        snprintf(name, sizeof name, "encoder.block.%d.layer.0.SelfAttention.q.weight", i);
-        rc = wan_st_set_get(w, name, 2, (int64_t[]){ inner, c->d_model }, &t, err);
-        if (rc != WAN_OK)
-            break;
-        snprintf(name, sizeof name, "encoder.block.%d.layer.0.SelfAttention.relative_attention_bias.weight", i);
-        rc = wan_st_set_get(w, name, 2, (int64_t[]){ c->relative_attention_num_buckets, c->num_heads },
-                            &t, err);
-        if (rc != WAN_OK)
-            break;
-        snprintf(name, sizeof name, "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", i);
-        rc = wan_st_set_get(w, name, 2, (int64_t[]){ c->d_ff, c->d_model }, &t, err);
-    }
-    if (rc == WAN_OK)
-        rc = wan_st_set_get(w, "encoder.final_layer_norm.weight", 1, (int64_t[]){ c->d_model }, &t, err);
-    return rc;
+    return wan_umt5_check_weights(w, c, err);
 }
 
 static wan_status load_text_encoder_dir(wan_model_t *m, const char *dir, const wan_model_params *p,
@@ -511,6 +466,8 @@ static char *first_file(const char *dir, const char *const *names, size_t n)
 
 static wan_status load_single_file_vae(wan_model_t *m, const char *file, const wan_model_params *p,
                                        wan_error *err);
+static wan_status load_single_file_text_encoder(wan_model_t *m, const char *file, const wan_model_params *p,
+                                                wan_error *err);
 
 /* Original Wan release: experts in high_noise_model/ and low_noise_model/, VAE and umT5 at the root. */
 static wan_status load_original(wan_model_t *m, const wan_model_params *p, wan_error *err)
@@ -536,6 +493,14 @@ static wan_status load_original(wan_model_t *m, const wan_model_params *p, wan_e
         if (rc != WAN_OK)
             return rc;
     }
+    static const char *const t5[] = { "models_t5_umt5-xxl-enc-bf16.safetensors" };
+    char *te = first_file(m->path, t5, 1);
+    if (te) {
+        wan_status rc = load_single_file_text_encoder(m, te, p, err);
+        wan_free(te);
+        if (rc != WAN_OK)
+            return rc;
+    }
     char *tok = wan_path_join(m->path, "google/umt5-xxl");
     if (tok && wan_path_is_dir(tok)) {
         wan_status rc = load_tokenizer_dir(m, tok, "T5TokenizerFast", err);
@@ -550,8 +515,8 @@ static wan_status load_original(wan_model_t *m, const wan_model_params *p, wan_e
 
 /* ---- single files ----------------------------------------------------------------------------- */
 
-/* Original VAE names (Wan2.1_VAE / Wan2.2_VAE) are renamed by the VAE component; here a file is
- * accepted when it carries the diffusers names. */
+/* A VAE in one file, under diffusers names or the original Wan2.1_VAE / Wan2.2_VAE names (renamed);
+ * the config comes from the tensor shapes. */
 static wan_status load_single_file_vae(wan_model_t *m, const char *file, const wan_model_params *p,
                                        wan_error *err)
 {
@@ -560,16 +525,33 @@ static wan_status load_single_file_vae(wan_model_t *m, const char *file, const w
     if (rc == WAN_OK && !wan_st_set_find(s->weights, "decoder.conv_in.weight") &&
         wan_st_set_find(s->weights, "decoder.conv1.weight")) {
         s->original_names = 1;
-        rc = wan_err(err, WAN_ERR_UNSUPPORTED,
-                     "%s: VAE with original Wan tensor names (decoder.conv1.*): convert it with the "
-                     "diffusers names first", file);
+        rc = wan_vae_rename_set(s->weights, err);
     }
     if (rc == WAN_OK)
-        rc = infer_vae(s->weights, &m->vae, err);
+        rc = wan_vae_infer_config(s->weights, &m->vae, err);
     if (rc == WAN_OK)
         rc = slot_set(s, "AutoencoderKLWan", file, err);
     if (rc == WAN_OK && p->validate_shapes)
         rc = check_vae_weights(s->weights, &m->vae, err);
+    return rc;
+}
+
+/* A umT5 encoder in one file, under transformers names or the original Wan T5 names (renamed). */
+static wan_status load_single_file_text_encoder(wan_model_t *m, const char *file, const wan_model_params *p,
+                                                wan_error *err)
+{
+    wan_component_slot *s = &m->comp[WAN_COMPONENT_TEXT_ENCODER];
+    wan_status rc = wan_st_set_open_file(file, &s->weights, err);
+    if (rc == WAN_OK && wan_st_set_find(s->weights, "token_embedding.weight")) {
+        s->original_names = 1;
+        rc = wan_st_set_rename(s->weights, wan_umt5_rename_original, NULL, err);
+    }
+    if (rc == WAN_OK)
+        rc = infer_text_encoder(s->weights, &m->te, err);
+    if (rc == WAN_OK)
+        rc = slot_set(s, "UMT5EncoderModel", file, err);
+    if (rc == WAN_OK && p->validate_shapes)
+        rc = check_text_encoder_weights(s->weights, &m->te, err);
     return rc;
 }
 
@@ -582,7 +564,8 @@ static wan_status load_single_file(wan_model_t *m, const wan_model_params *p, wa
     bool dit = wan_st_set_find(w, "patch_embedding.weight") || wan_st_set_find(w, "head.modulation") ||
                wan_st_set_find(w, "model.diffusion_model.patch_embedding.weight");
     bool vae = wan_st_set_find(w, "decoder.conv_in.weight") || wan_st_set_find(w, "decoder.conv1.weight");
-    bool te = wan_st_set_find(w, "shared.weight") || wan_st_set_find(w, "encoder.embed_tokens.weight");
+    bool te = wan_st_set_find(w, "shared.weight") || wan_st_set_find(w, "encoder.embed_tokens.weight") ||
+              wan_st_set_find(w, "token_embedding.weight");
     if (dit) {
         wan_component_slot *s = &m->comp[WAN_COMPONENT_TRANSFORMER];
         s->weights = w;
@@ -600,19 +583,13 @@ static wan_status load_single_file(wan_model_t *m, const wan_model_params *p, wa
         return load_single_file_vae(m, m->path, p, err);
     }
     if (te) {
-        wan_component_slot *s = &m->comp[WAN_COMPONENT_TEXT_ENCODER];
-        s->weights = w;
-        rc = infer_text_encoder(w, &m->te, err);
-        if (rc == WAN_OK)
-            rc = slot_set(s, "UMT5EncoderModel", m->path, err);
-        if (rc == WAN_OK && p->validate_shapes)
-            rc = check_text_encoder_weights(w, &m->te, err);
-        return rc;
+        wan_st_set_free(w);
+        return load_single_file_text_encoder(m, m->path, p, err);
     }
     wan_st_set_free(w);
     return wan_err(err, WAN_ERR_UNSUPPORTED,
                    "%s: not a Wan transformer, VAE or umT5 checkpoint (no patch_embedding.weight, "
-                   "decoder.conv_in.weight or shared.weight)", m->path);
+                   "decoder.conv_in.weight, shared.weight or token_embedding.weight)", m->path);
 }
 
 /* ---- public entry points ---------------------------------------------------------------------- */
@@ -675,6 +652,12 @@ const char *wan_model_path(const wan_model_t *m) { return m->path; }
 const wan_st_set *wan_model_weights(const wan_model_t *m, wan_component c)
 {
     return ((unsigned)c < WAN_COMPONENT_COUNT) ? m->comp[c].weights : NULL;
+}
+
+void wan_model_release_component(const wan_model_t *m, wan_component c)
+{
+    if (m && (unsigned)c < WAN_COMPONENT_COUNT)
+        wan_st_set_release(m->comp[c].weights);
 }
 
 wan_status wan_model_component_info(const wan_model_t *m, wan_component c, wan_component_info *info)

@@ -30,6 +30,10 @@ struct wan_model {
 /* Weights of a component, under diffusers names whatever the layout on disk; NULL when absent. */
 const wan_st_set *wan_model_weights(const wan_model_t *m, wan_component c);
 
+/* Lets the pages of a component's mapped weights go (the pipeline calls it for the text encoder after
+ * encoding and for an expert once its steps are done). The weights stay usable. */
+void wan_model_release_component(const wan_model_t *m, wan_component c);
+
 /* Parsers for one config.json each (exposed for tests and fuzzing). `json` is the file text, `where`
  * names it in messages. Absent and null fields take diffusers' defaults. */
 wan_status wan_parse_transformer_config(const char *json, size_t len, const char *where,

@@ -1,5 +1,5 @@
 /* safetensors.c — parsing, validation and memory mapping of safetensors files and shard sets. */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -568,6 +568,18 @@ wan_status wan_st_set_rename(wan_st_set *s, wan_st_rename_fn fn, void *user, wan
                            s->dir, s->entries[i - 1].t->name, s->entries[i].t->name,
                            s->entries[i].name);
     return WAN_OK;
+}
+
+void wan_st_set_release(const wan_st_set *s)
+{
+    if (!s)
+        return;
+    long page = sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < s->n_files; i++) {
+        const wan_st_file *f = s->files[i];
+        if (f->map && f->size)
+            madvise((void *)f->map, (f->size + (size_t)page - 1) & ~((size_t)page - 1), MADV_DONTNEED);
+    }
 }
 
 const wan_st_entry *wan_st_set_find(const wan_st_set *s, const char *name)

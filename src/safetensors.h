@@ -93,6 +93,11 @@ const wan_st_entry *wan_st_set_find(const wan_st_set *s, const char *name);
 wan_status wan_st_set_get(const wan_st_set *s, const char *name, int ndim, const int64_t *shape,
                           wan_tensor *out, wan_error *err);
 
+/* Tells the kernel the mapped pages of every file may be dropped (madvise MADV_DONTNEED): the
+ * memory a component used is given back while its mapping stays valid (pages are read from the file
+ * again if touched). */
+void wan_st_set_release(const wan_st_set *s);
+
 void wan_st_set_free(wan_st_set *s);
 
 #endif /* WAN_SAFETENSORS_H */

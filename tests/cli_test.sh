@@ -34,5 +34,15 @@ expect "wan info missing path" 1 "no such file or folder" "$WAN" info /nonexiste
 expect "wan info usage" 2 "usage: wan info PATH" "$WAN" info
 expect "wan info not a safetensors file" 1 "header length|too short" "$WAN" info $F/tiny-wan22-t2v/model_index.json
 
+# text encoder (umT5): encode-prompt and run text-encoder write their tensors; bad ids/usage exit 2
+T=$(mktemp -d)
+expect "wan encode-prompt" 0 "^$" "$WAN" encode-prompt --model $F/tiny-wan22-t2v --prompt "a cat" --negative-prompt "" --out $T/pe.safetensors
+expect "wan encode-prompt --ids" 0 "^$" "$WAN" encode-prompt --model $F/tiny-wan22-t2v/text_encoder --ids 7,300,1 --out $T/ids.safetensors
+expect "wan encode-prompt: bad id" 2 "outside the vocabulary" "$WAN" encode-prompt --model $F/tiny-wan22-t2v --ids 7,640,1 --out $T/x.safetensors
+expect "wan encode-prompt: no tokenizer" 1 "no tokenizer" "$WAN" encode-prompt --model $F/tiny-wan22-t2v/text_encoder --prompt "a cat" --out $T/x.safetensors
+expect "wan encode-prompt usage" 2 "usage: wan encode-prompt" "$WAN" encode-prompt --model $F/tiny-wan22-t2v
+expect "wan run text-encoder" 0 "^$" "$WAN" run text-encoder --model $F/tiny-wan22-t2v --in $F/umt5/run_input.safetensors --out $T/te.safetensors
+rm -rf "$T"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -8,11 +8,22 @@
  * exit code: 0 ok, 1 runtime failure, 2 bad usage. */
 int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_serve(int argc, char **argv); /* tools/server/server.c */
+int cmd_encode_prompt(int argc, char **argv);
+int cmd_run_text_encoder(int argc, char **argv); /* `wan run text-encoder` */
+int cmd_run_transformer(int argc, char **argv);  /* `wan run transformer` */
+int cmd_run_video(int argc, char **argv);        /* `wan run video` */
+int cmd_generate(int argc, char **argv);
 
 /* Shared helpers (cli_util.c). */
 void cli_log_to_stderr(wan_log_level level, const char *msg, void *user);
 /* Exit code for a status: 2 for invalid arguments, 1 otherwise. */
 int cli_exit_code(wan_status rc);
+/* Byte offset of the first invalid UTF-8 sequence in s[0..n), or (size_t)-1 when valid. */
+size_t cli_utf8_invalid_at(const char *s, size_t n);
+/* JSON string escaping (quotes, backslashes, control characters); malloc'ed, NULL on failure. */
+char *cli_json_escape(const char *s);
 /* Formats bytes as "1.23 GiB" into buf. */
 const char *cli_bytes(int64_t n, char *buf, size_t len);
 

@@ -9,6 +9,14 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } k_run[] = {
+    { "text-encoder", cmd_run_text_encoder,
+      "text-encoder --model PATH --in IN.safetensors --out OUT.safetensors   umT5: input_ids -> last_hidden_state" },
+    { "transformer", cmd_run_transformer,
+      "transformer --model PATH [--expert high|low] --in IN.safetensors --out OUT.safetensors [--threads N]   "
+      "DiT: hidden_states, timestep, encoder_hidden_states -> sample" },
+    { "video", cmd_run_video,
+      "video --in IN.safetensors --out OUT.mp4|.webm|.webp|.gif|DIR [--fps N] [--crf N]   "
+      "frames U8 [F,H,W,3] or VAE output F32 [3,F,H,W] -> video file" },
     { NULL, NULL, NULL }, /* sentinel; components add their lines above it */
 };
 

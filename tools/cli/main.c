@@ -10,7 +10,11 @@ static const struct {
     const char *help;
 } k_commands[] = {
     { "info", cmd_info, "info PATH                 describe a model folder or safetensors file" },
+    { "encode-prompt", cmd_encode_prompt, "encode-prompt ...         prompt -> prompt_embeds with the umT5 encoder" },
+    { "generate", cmd_generate, "generate --model DIR --prompt TEXT [-o out.mp4] ...  text to video" },
     { "run", cmd_run, "run COMPONENT ...         run one network on tensors from a safetensors file" },
+    { "tokenize", cmd_tokenize, "tokenize --tokenizer PATH  prompt -> umT5 token ids (JSON)" },
+    { "serve", cmd_serve, "serve --model DIR [...]   HTTP video generation service (OpenAI Videos API)" },
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,274 @@
+/* bench/transformer.c — one WanTransformer3DModel forward: wan.c beside PyTorch (bench/transformer_ref.py)
+ * on the same machine, config, token count and thread count. Weights are random, generated in-process
+ * (BF16 by default, as the released experts are used). Prints both times, the ratio, GFLOP/s and peak RSS.
+ *
+ *   bench/transformer [--preset a14b|5b|tiny] [--dim D --heads H --ffn F --layers N --text-dim T]
+ *                     [--grid F,H,W] [--text-len Lt] [--threads N] [--dtype bf16|f32] [--reps R] [--no-ref]
+ *                     [--python PATH]
+ * Build and run: see bench/README.md. */
+#define _POSIX_C_SOURCE 200809L
+#include "core.h"
+#include "dit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef struct bench_opts {
+    int dim, heads, ffn, layers, text_dim, in_ch;
+    int grid[3];
+    int text_len, threads, reps, ref;
+    wan_dtype dtype;
+    const char *python;
+} bench_opts;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void preset(bench_opts *o, const char *name)
+{
+    if (!strcmp(name, "a14b")) { /* Wan2.2-T2V-A14B block width; 2 layers; 1 latent frame at 480p */
+        o->dim = 5120, o->heads = 40, o->ffn = 13824, o->layers = 2, o->text_dim = 4096, o->in_ch = 16;
+        o->grid[0] = 1, o->grid[1] = 30, o->grid[2] = 52; /* 1,560 tokens */
+    } else if (!strcmp(name, "5b")) {
+        o->dim = 3072, o->heads = 24, o->ffn = 14336, o->layers = 2, o->text_dim = 4096, o->in_ch = 48;
+        o->grid[0] = 1, o->grid[1] = 30, o->grid[2] = 52;
+    } else { /* tiny: the test fixtures' width */
+        o->dim = 64, o->heads = 2, o->ffn = 128, o->layers = 2, o->text_dim = 64, o->in_ch = 16;
+        o->grid[0] = 3, o->grid[1] = 4, o->grid[2] = 6;
+    }
+}
+
+/* Deterministic uniform values in [-amp, amp) stored as dtype; each row block gets its own seed. */
+static void *rand_weights(int64_t n, float amp, wan_dtype dt, uint32_t seed)
+{
+    const size_t es = dt == WAN_DTYPE_F32 ? 4 : 2;
+    uint8_t *p = wan_malloc((size_t)n * es);
+    if (!p)
+        return NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < (n + 4095) / 4096; b++) {
+        uint32_t s = seed * 2654435761u + (uint32_t)b * 40503u + 1u;
+        for (int64_t i = b * 4096; i < n && i < (b + 1) * 4096; i++) {
+            s = s * 1664525u + 1013904223u;
+            float v = amp * ((float)(s >> 8) * (2.0f / 16777216.0f) - 1.0f);
+            if (dt == WAN_DTYPE_F32) {
+                memcpy(p + 4 * i, &v, 4);
+            } else {
+                uint16_t h = dt == WAN_DTYPE_BF16 ? wan_f32_to_bf16(v) : wan_f32_to_f16(v);
+                memcpy(p + 2 * i, &h, 2);
+            }
+        }
+    }
+    return p;
+}
+
+/* Every matrix of the model, so that they can be freed at the end. */
+static void *g_mats[512];
+static int g_nmats;
+static uint32_t g_seed = 1;
+
+static int make_linear(wan_dit_linear *l, int64_t N, int64_t K, wan_dtype dt, float **vec)
+{
+    void *w = rand_weights(N * K, 1.0f / sqrtf((float)K), dt, g_seed++);
+    if (!w || g_nmats >= 512)
+        return 0;
+    g_mats[g_nmats++] = w;
+    l->w = wan_tensor_view(dt, 2, (int64_t[]){ N, K }, w);
+    for (int64_t i = 0; i < N; i++)
+        (*vec)[i] = 0.01f * (float)((i * 37) % 11 - 5);
+    l->b = *vec;
+    *vec += N;
+    return 1;
+}
+
+static const float *make_vec(float **vec, int64_t n, float base, float amp)
+{
+    float *v = *vec;
+    for (int64_t i = 0; i < n; i++)
+        v[i] = base + amp * (float)((i * 53) % 17 - 8) / 8.0f;
+    *vec += n;
+    return v;
+}
+
+static int build_model(wan_dit *d, const bench_opts *o, wan_error *err)
+{
+    wan_transformer_config c = {
+        .patch_size = { 1, 2, 2 }, .num_attention_heads = o->heads, .attention_head_dim = o->dim / o->heads,
+        .in_channels = o->in_ch, .out_channels = o->in_ch, .text_dim = o->text_dim, .freq_dim = 256,
+        .ffn_dim = o->ffn, .num_layers = o->layers, .cross_attn_norm = 1, .eps = 1e-6, .rope_max_seq_len = 1024,
+    };
+    if (wan_dit_set_config(d, &c, err) != WAN_OK)
+        return 0;
+    const int64_t D = d->D, F = d->F;
+    const int64_t nvec = 13 * D + d->Op + (int64_t)o->layers * (21 * D + F);
+    float *v = d->vec = wan_malloc((size_t)nvec * sizeof(float));
+    d->blocks = wan_calloc((size_t)o->layers, sizeof *d->blocks);
+    if (!d->vec || !d->blocks)
+        return 0;
+    const wan_dtype dt = o->dtype;
+    int ok = make_linear(&d->patch, D, d->Kp, dt, &v) && make_linear(&d->t1, D, 256, WAN_DTYPE_F32, &v) &&
+             make_linear(&d->t2, D, D, WAN_DTYPE_F32, &v) && make_linear(&d->tproj, 6 * D, D, dt, &v) &&
+             make_linear(&d->c1, D, o->text_dim, dt, &v) && make_linear(&d->c2, D, D, dt, &v) &&
+             make_linear(&d->out, d->Op, D, dt, &v);
+    d->sst_out = make_vec(&v, 2 * D, 0.0f, 0.05f);
+    for (int i = 0; ok && i < o->layers; i++) {
+        wan_dit_block *b = &d->blocks[i];
+        b->sst = make_vec(&v, 6 * D, 0.0f, 0.05f);
+        ok = make_linear(&b->q, D, D, dt, &v) && make_linear(&b->k, D, D, dt, &v) && make_linear(&b->v, D, D, dt, &v) &&
+             make_linear(&b->o, D, D, dt, &v) && make_linear(&b->q2, D, D, dt, &v) &&
+             make_linear(&b->k2, D, D, dt, &v) && make_linear(&b->v2, D, D, dt, &v) &&
+             make_linear(&b->o2, D, D, dt, &v) && make_linear(&b->ff1, F, D, dt, &v) &&
+             make_linear(&b->ff2, D, F, dt, &v);
+        b->norm_q = make_vec(&v, D, 1.0f, 0.2f);
+        b->norm_k = make_vec(&v, D, 1.0f, 0.2f);
+        b->norm_q2 = make_vec(&v, D, 1.0f, 0.2f);
+        b->norm_k2 = make_vec(&v, D, 1.0f, 0.2f);
+        b->norm2_w = make_vec(&v, D, 1.0f, 0.2f);
+        b->norm2_b = make_vec(&v, D, 0.0f, 0.1f);
+    }
+    return ok;
+}
+
+/* FLOPs of one forward (2 per multiply-add): GEMMs, attention (QKᵀ and PV) and the embeddings. */
+static double forward_flops(const wan_dit *d, int64_t L, int64_t Lt)
+{
+    const double D = (double)d->D, F = (double)d->F;
+    double blk = 8 * L * D * D + 4 * L * D * D + 4 * Lt * D * D + 4 * L * D * F + 4.0 * L * L * D + 4.0 * L * Lt * D;
+    double top = 2 * Lt * (d->cfg.text_dim * D + D * D) + 2 * 6 * D * D + 2 * (256 * D + D * D) +
+                 2 * L * (double)d->Kp * D + 2 * L * D * (double)d->Op;
+    return d->cfg.num_layers * blk + top;
+}
+
+static int parse(bench_opts *o, int argc, char **argv)
+{
+    preset(o, "a14b");
+    o->text_len = 512, o->threads = 0, o->reps = 1, o->ref = 1, o->dtype = WAN_DTYPE_BF16;
+    o->python = "tools/ref/.venv/bin/python";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--no-ref")) { o->ref = 0; continue; }
+        if (!v) return 0;
+        i++;
+        if (!strcmp(a, "--preset")) preset(o, v);
+        else if (!strcmp(a, "--dim")) o->dim = atoi(v);
+        else if (!strcmp(a, "--heads")) o->heads = atoi(v);
+        else if (!strcmp(a, "--ffn")) o->ffn = atoi(v);
+        else if (!strcmp(a, "--layers")) o->layers = atoi(v);
+        else if (!strcmp(a, "--text-dim")) o->text_dim = atoi(v);
+        else if (!strcmp(a, "--text-len")) o->text_len = atoi(v);
+        else if (!strcmp(a, "--threads")) o->threads = atoi(v);
+        else if (!strcmp(a, "--reps")) o->reps = atoi(v);
+        else if (!strcmp(a, "--python")) o->python = v;
+        else if (!strcmp(a, "--dtype")) o->dtype = !strcmp(v, "f32") ? WAN_DTYPE_F32 : WAN_DTYPE_BF16;
+        else if (!strcmp(a, "--grid")) {
+            if (sscanf(v, "%d,%d,%d", &o->grid[0], &o->grid[1], &o->grid[2]) != 3) return 0;
+        } else return 0;
+    }
+    return o->dim > 0 && o->heads > 0 && o->dim % o->heads == 0 && o->reps > 0;
+}
+
+/* Runs bench/transformer_ref.py with the same settings; returns its seconds per forward (or < 0). */
+static double run_reference(const bench_opts *o, int threads, double *rss_mb)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "%s bench/transformer_ref.py --dim %d --heads %d --ffn %d --layers %d --text-dim %d --in-channels %d "
+             "--grid %d,%d,%d --text-len %d --threads %d --reps %d",
+             o->python, o->dim, o->heads, o->ffn, o->layers, o->text_dim, o->in_ch, o->grid[0], o->grid[1],
+             o->grid[2], o->text_len, threads, o->reps);
+    printf("reference: %s\n", cmd);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1.0;
+    char line[512];
+    double secs = -1.0;
+    while (fgets(line, sizeof line, p)) {
+        fputs("  | ", stdout);
+        fputs(line, stdout);
+        sscanf(line, "RESULT seconds %lf peak_rss_mb %lf", &secs, rss_mb);
+    }
+    pclose(p);
+    return secs;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o;
+    if (!parse(&o, argc, argv)) {
+        fprintf(stderr, "usage: see the comment at the top of bench/transformer.c\n");
+        return 2;
+    }
+#ifdef _OPENMP
+    const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#else
+    const int threads = 1;
+#endif
+    wan_error err = { 0 };
+    wan_dit d;
+    double t0 = now_s();
+    if (!build_model(&d, &o, &err)) {
+        fprintf(stderr, "bench: cannot build the model: %s\n", err.msg);
+        return 1;
+    }
+    const int T = o.grid[0], Hl = 2 * o.grid[1], Wl = 2 * o.grid[2];
+    const int64_t L = (int64_t)o.grid[0] * o.grid[1] * o.grid[2];
+    const int64_t nx = (int64_t)o.in_ch * T * Hl * Wl, nc = (int64_t)o.text_len * o.text_dim;
+    float *x = rand_weights(nx, 1.0f, WAN_DTYPE_F32, 9001), *ctx = rand_weights(nc, 1.0f, WAN_DTYPE_F32, 9002);
+    float *out = wan_malloc((size_t)nx * sizeof(float));
+    const float tstep = 875.0f;
+    printf("config: dim %d, heads %d x %lld, ffn %d, layers %d, text %d x %d, tokens %lld (%d x %d x %d), "
+           "weights %s, threads %d\n", o.dim, o.heads, (long long)d.hd, o.ffn, o.layers, o.text_len, o.text_dim,
+           (long long)L, o.grid[0], o.grid[1], o.grid[2], wan_dtype_name(o.dtype), threads);
+    printf("random weights generated in %.2f s\n", now_s() - t0);
+    double best = INFINITY;
+    for (int r = 0; r < o.reps; r++) {
+        t0 = now_s();
+        if (wan_dit_forward(&d, x, T, Hl, Wl, &tstep, 0, ctx, o.text_len, out, threads, NULL, &err) != WAN_OK) {
+            fprintf(stderr, "bench: forward failed: %s\n", err.msg);
+            return 1;
+        }
+        double dt = now_s() - t0;
+        best = dt < best ? dt : best;
+    }
+    double checksum = 0.0;
+    for (int64_t i = 0; i < nx; i++)
+        checksum += fabs(out[i]);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double flops = forward_flops(&d, L, o.text_len);
+    const double rss_ours = ru.ru_maxrss / 1024.0;
+    printf("wan.c : %.3f s per forward, %.1f GFLOP/s (%.1f GFLOP), peak RSS %.0f MiB (library heap peak %.0f MiB), "
+           "mean|out| %.4g\n", best, flops / best * 1e-9, flops * 1e-9, rss_ours, wan_mem_peak() / 1048576.0,
+           checksum / (double)nx);
+    fflush(stdout);
+    for (int i = 0; i < g_nmats; i++)
+        wan_free(g_mats[i]);
+    wan_free(d.vec);
+    wan_free(d.blocks);
+    wan_free(x);
+    wan_free(ctx);
+    wan_free(out);
+    if (o.ref) {
+        double rss_ref = 0.0;
+        double ref = run_reference(&o, threads, &rss_ref);
+        if (ref > 0)
+            printf("torch : %.3f s per forward, %.1f GFLOP/s, peak RSS %.0f MiB\n"
+                   "ratio : wan.c / torch = %.2f (%s)\n", ref, flops / ref * 1e-9, rss_ref, best / ref,
+                   best < ref ? "wan.c faster" : "torch faster");
+        else
+            printf("torch : reference run failed\n");
+    }
+    return 0;
+}

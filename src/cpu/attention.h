@@ -1,0 +1,43 @@
+/* attention.h — multi-head softmax attention on the CPU, streaming over keys (internal).
+ *
+ * Flash-style: for each (head, block of WAN_ATT_BQ queries) a thread walks the keys in blocks of WAN_ATT_BK,
+ * keeping a running max, a running sum and an unnormalised output per query (online softmax, all f32).
+ * Memory is linear in the token counts: packed copies of K and V (Lk·H·hd floats each, rounded up to a
+ * key block) plus a fixed tile set per thread. The Lq×Lk score matrix is never formed. */
+#ifndef WAN_CPU_ATTENTION_H
+#define WAN_CPU_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WAN_ATT_BQ 48  /* queries per tile (a multiple of the 6-row micro-kernel)  */
+#define WAN_ATT_BK 128 /* keys per tile (a multiple of the 16-key packed panel)     */
+#define WAN_ATT_KP 16  /* keys per packed K panel                                 */
+
+/* Bytes of scratch wan_cpu_attention needs. */
+size_t wan_cpu_attention_scratch(int64_t Lk, int heads, int hd, int n_threads);
+
+/* out[i, n·hd + d] = sum_j softmax_j(scale · <q_i, k_j>) · v[j, n·hd + d] for each head n < heads, without a
+ * mask. q is [Lq, *] with row stride ldq, k and v are [Lk, *] with strides ldk/ldv, out [Lq, *] with stride
+ * ldo (floats); head n occupies columns n·hd .. n·hd+hd-1 of each. `scratch` holds
+ * wan_cpu_attention_scratch(Lk, heads, hd, n_threads) bytes, 64-byte aligned. Lk >= 1. */
+void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
+                       float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
+                       void *scratch, int n_threads);
+
+/* One key tile for one query tile (the inner step; exposed for the ISA files and op tests).
+ * Q: [bq][hd] (bq a multiple of 6), Kp: the tile's packed panels [bk/16 rounded up][hd][16] (zero-padded),
+ * V: [bk][hd] contiguous, S: [bq][WAN_ATT_BK] scratch, O: [bq][hd] running output, m/l: [bq] running max
+ * and sum. Updates O, m, l. */
+typedef void (*wan_att_tile_fn)(const float *Q, int bq, const float *Kp, const float *V, int bk, int hd,
+                                float scale, float *S, float *O, float *m, float *l);
+void wan_att_tile_generic(const float *Q, int bq, const float *Kp, const float *V, int bk, int hd, float scale,
+                          float *S, float *O, float *m, float *l);
+/* Requires hd % 16 == 0. */
+void wan_att_tile_avx2(const float *Q, int bq, const float *Kp, const float *V, int bk, int hd, float scale,
+                       float *S, float *O, float *m, float *l);
+
+/* Forces the tile kernel (NULL: choose by CPU). For op tests; not thread-safe with a running attention. */
+void wan_cpu_attention_force_tile(wan_att_tile_fn fn);
+
+#endif /* WAN_CPU_ATTENTION_H */

@@ -1,0 +1,69 @@
+/* dit.h — the Wan denoising transformer (WanTransformer3DModel) on the CPU (internal).
+ *
+ * A wan_dit binds the weights of one expert in place (views into the memory-mapped files, F32/BF16/F16 as
+ * stored) plus an f32 copy of the small vectors (biases, norm gains, modulation tables). The forward
+ * computes in f32; large matrices are converted tile by tile inside the linear kernel. */
+#ifndef WAN_DIT_H
+#define WAN_DIT_H
+
+#include "core.h"
+#include "safetensors.h"
+
+/* One Linear: y = x·Wᵀ + b. */
+typedef struct wan_dit_linear {
+    wan_tensor w;    /* [N, K] view into the mapping (the patch conv is viewed as [D, Cin·pt·ph·pw]) */
+    const float *b;  /* [N] f32, owned by the wan_dit                                                */
+} wan_dit_linear;
+
+typedef struct wan_dit_block {
+    const float *sst;                 /* [6, D] scale_shift_table: shift/scale/gate (attn), shift/scale/gate (ffn) */
+    wan_dit_linear q, k, v, o;        /* attn1 to_q/to_k/to_v/to_out.0: [D, D]                   */
+    const float *norm_q, *norm_k;     /* attn1 RMSNorm gains over all heads: [D]                 */
+    wan_dit_linear q2, k2, v2, o2;    /* attn2 (cross-attention): [D, D]                         */
+    const float *norm_q2, *norm_k2;   /* [D]                                                      */
+    const float *norm2_w, *norm2_b;   /* cross-attention pre-norm affine [D]; NULL: identity       */
+    wan_dit_linear ff1, ff2;          /* ffn.net.0.proj [F, D], ffn.net.2 [D, F]                  */
+} wan_dit_block;
+
+typedef struct wan_dit {
+    wan_transformer_config cfg;
+    int64_t D, F, H, hd;              /* width, ffn width, heads, head dim (D = H·hd)              */
+    int64_t Kp, Op;                   /* patch vector length Cin·pt·ph·pw, output features Cout·pt·ph·pw */
+    int rope_t, rope_h, rope_w;       /* RoPE channels per axis (frame, height, width)             */
+    wan_dit_linear patch;             /* [D, Kp]                                                   */
+    wan_dit_linear t1, t2, tproj;     /* time MLP [D, freq], [D, D]; time_proj [6D, D]             */
+    wan_dit_linear c1, c2;            /* text MLP [D, text_dim], [D, D]                            */
+    wan_dit_linear out;               /* proj_out [Op, D]                                          */
+    const float *sst_out;             /* [2, D] head shift/scale table                             */
+    wan_dit_block *blocks;            /* [num_layers]                                              */
+    float *vec;                       /* owned f32 storage of every vector above                   */
+} wan_dit;
+
+/* Binds the weights `w` (diffusers names) of a transformer with config `cfg`: checks every tensor's name,
+ * dtype (F32/BF16/F16) and shape, converts the vectors to f32. On success the caller frees with
+ * wan_dit_free; `w` must outlive the wan_dit. */
+wan_status wan_dit_init(wan_dit *dit, const wan_st_set *w, const wan_transformer_config *cfg, wan_error *err);
+void wan_dit_free(wan_dit *dit);
+
+/* Clears *dit and fills cfg and the derived sizes (D, F, H, hd, Kp, Op, RoPE split) without binding any
+ * weights; wan_dit_init starts with it. Benchmarks use it to wire in-memory weights (then they own
+ * `vec`/`blocks` themselves and must not call wan_dit_free). */
+wan_status wan_dit_set_config(wan_dit *dit, const wan_transformer_config *cfg, wan_error *err);
+
+/* Optional observer of intermediate tensors (for parity tests): called with "patch" [L, D],
+ * "temb" [U, D], "timestep_proj" [U, 6D] (U = distinct timesteps), "text_emb" [Lt, D], "block.N" [L, D],
+ * "proj_out" [L, Op]. The data is only valid during the call. */
+typedef struct wan_dit_probe {
+    void (*fn)(const char *name, const float *data, int64_t rows, int64_t cols, void *user);
+    void *user;
+} wan_dit_probe;
+
+/* One sample: x [Cin, T, Hl, Wl] → out [Cout, T, Hl, Wl] (f32, caller-allocated). t holds one timestep
+ * (per_token 0) or one per token (per_token 1, L = (T/pt)·(Hl/ph)·(Wl/pw) values in token order);
+ * ctx [Lt, text_dim]. T, Hl, Wl must be multiples of the patch. All scratch memory comes from one arena
+ * sized up front and is released before returning. probe may be NULL. */
+wan_status wan_dit_forward(const wan_dit *dit, const float *x, int T, int Hl, int Wl, const float *t, int per_token,
+                           const float *ctx, int64_t Lt, float *out, int n_threads, const wan_dit_probe *probe,
+                           wan_error *err);
+
+#endif /* WAN_DIT_H */
