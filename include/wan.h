@@ -567,8 +567,9 @@ void wan_video_free(wan_video *video);
  * model has no such expert, WAN_ERR_NOMEM; writes a message to err and leaves *out_sample untouched.
  * Weights are used as stored (F32, BF16 or F16, memory-mapped); compute is f32, with BF16/F16 matrices
  * converted one tile at a time. Activations take about 6·tokens·D·4 bytes plus the text and FFN buffers.
- * n_threads <= 0 uses the OpenMP default. Thread-safety: the model may be shared, but the call also sets
- * OpenBLAS's process-wide thread count to n_threads, so concurrent calls should pass the same value. */
+ * n_threads <= 0 uses the OpenMP default. Thread-safety: the model is only read and may be shared by concurrent
+ * calls; each call runs its own OpenMP team of n_threads and calls OpenBLAS single-threaded from it (it sets
+ * OpenBLAS's process-wide thread count to 1). */
 wan_status wan_transformer_forward(const wan_model_t *model, int expert, const wan_host_tensor *hidden_states,
                                    const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
                                    wan_host_tensor *out_sample, int n_threads, char *err, size_t errlen);
@@ -655,10 +656,22 @@ void wan_scheduler_reset(wan_scheduler_t *s);
  * diffusers' randn_tensor draws with torch.Generator("cpu").manual_seed(seed) for a tensor of n
  * elements, any shape): MT19937 seeded with the low 32 bits of `seed` (a negative Python seed s is
  * 2^64 + s), then torch's Box–Muller (16-wide float kernel for n >= 16, the double-precision scalar
- * path below 16). Bit-identical to torch builds that use their AVX2 kernel (every x86-64 CPU with
- * AVX2+FMA), whatever CPU this runs on. CUDA generators are not reproduced. Returns
+ * path below 16). Bit-identical to torch running its AVX2 kernel (x86-64 CPUs with AVX2 but without
+ * AVX-512, torch's usual capability on desktops), whatever CPU this runs on; see wan_randn_ex for
+ * torch on AVX-512 or aarch64. CUDA generators are not reproduced. Returns
  * WAN_ERR_INVALID_ARG when out is NULL and n > 0. Thread-safe (no global state). */
 wan_status wan_randn(uint64_t seed, size_t n, float *out);
+
+/* Which of torch's CPU normal kernels to reproduce for n >= 16 (below 16 they agree). */
+typedef enum wan_randn_kernel {
+    WAN_RANDN_TORCH_AVX2 = 0, /* x86-64 torch running its AVX2 kernels (the default of wan_randn)   */
+    WAN_RANDN_TORCH_SCALAR    /* torch's portable kernel: AVX-512 and aarch64 builds, or
+                                 ATEN_CPU_CAPABILITY=default; uses the C library's logf/cosf/sinf
+                                 (bit-identical with glibc). Up to ~2e-6 from the AVX2 values.     */
+} wan_randn_kernel;
+
+/* wan_randn with an explicit kernel. WAN_ERR_INVALID_ARG for a bad kernel or NULL out (n > 0). */
+wan_status wan_randn_ex(uint64_t seed, size_t n, wan_randn_kernel kernel, float *out);
 
 /* ---------------------------------------------------------------------------------------------
  * Frames and video files

@@ -310,7 +310,6 @@ static void patch_embed(dit_run *r, const float *x, int T, int Hl, int Wl)
     const wan_dit *d = r->d;
     const int pt = d->cfg.patch_size[0], ph = d->cfg.patch_size[1], pw = d->cfg.patch_size[2];
     const int Cin = d->cfg.in_channels;
-    (void)T;
 #pragma omp parallel for num_threads(r->nt) schedule(static)
     for (int64_t l = 0; l < r->L; l++) {
         const int w = (int)(l % r->nw), h = (int)((l / r->nw) % r->nh), f = (int)(l / ((int64_t)r->nw * r->nh));
@@ -481,8 +480,11 @@ wan_status wan_dit_forward(const wan_dit *d, const float *x, int T, int Hl, int 
         goto done;
     }
     plan(&r, &arena, &need);
-    WAN_ASSERT(arena.used <= arena.cap && r.att, err);
-    wan_cpu_set_threads(r.nt);
+    if (!r.att) { /* the second pass must fit exactly what the first one measured */
+        rc = wan_err(err, WAN_ERR_INTERNAL, "internal error: transformer arena plan mismatch at %s:%d", __FILE__,
+                     __LINE__);
+        goto done;
+    }
     wan_cpu_rope_table(r.rope_t, r.nf, d->rope_t, ROPE_THETA);
     wan_cpu_rope_table(r.rope_h, r.nh, d->rope_h, ROPE_THETA);
     wan_cpu_rope_table(r.rope_w, r.nw, d->rope_w, ROPE_THETA);
@@ -587,7 +589,8 @@ wan_status wan_transformer_forward(const wan_model_t *model, int expert, const w
     wan_status rc;
     wan_dit dit;
     float *tf = NULL, *out = NULL;
-    if (!model || !hidden_states || !timestep || !encoder_hidden_states || !out_sample || (expert != 0 && expert != 1)) {
+    if (!model || !hidden_states || !timestep || !encoder_hidden_states || !out_sample ||
+        (expert != 0 && expert != 1)) {
         rc = wan_err(&err, WAN_ERR_INVALID_ARG, "transformer forward: NULL argument or expert %d not 0/1", expert);
         goto fail_nodit;
     }

@@ -103,6 +103,8 @@ typedef struct plan {
 static wan_status make_plan(const wan_model_t *m, const wan_generate_params *p, plan *pl, wan_error *err)
 {
     memset(pl, 0, sizeof *pl);
+    if (!m->comp[WAN_COMPONENT_TRANSFORMER].present)
+        return wan_err(err, WAN_ERR_NOT_FOUND, "%s: the model has no transformer, which generation needs", m->path);
     if (!m->comp[WAN_COMPONENT_VAE].present)
         return wan_err(err, WAN_ERR_NOT_FOUND, "%s: the model has no VAE, which generation needs", m->path);
     if (!m->comp[WAN_COMPONENT_SCHEDULER].present)
@@ -138,9 +140,15 @@ static wan_status make_plan(const wan_model_t *m, const wan_generate_params *p, 
         pl->width = w, pl->height = h;
     }
     pl->cfg = p->guidance_scale >= 0 ? p->guidance_scale : r.cfg;
-    pl->two_experts = m->comp[WAN_COMPONENT_TRANSFORMER_2].present;
-    pl->boundary = pl->two_experts ? m->pipe.boundary_ratio * m->sched.num_train_timesteps : -1.0;
-    pl->cfg2 = p->guidance_scale_2 >= 0 ? p->guidance_scale_2 : pl->cfg;
+    pl->two_experts = m->comp[WAN_COMPONENT_TRANSFORMER_2].present && m->pipe.boundary_ratio >= 0;
+    /* diffusers compares the int64 (UniPC) or float32 (Euler) timestep with the Python float
+     * boundary_ratio * num_train_timesteps after promoting both to float32 */
+    pl->boundary = pl->two_experts ? (float)(m->pipe.boundary_ratio * m->sched.num_train_timesteps) : -1.0;
+    /* guidance_scale_2 unset: guidance_scale (diffusers), or the recipe's pair when both are unset */
+    pl->cfg2 = p->guidance_scale_2 >= 0 ? p->guidance_scale_2 : p->guidance_scale >= 0 ? pl->cfg : r.cfg2;
+    if (!pl->two_experts && p->guidance_scale_2 >= 0 && p->guidance_scale_2 != pl->cfg)
+        wan_log_warn("guidance_scale_2 %g is ignored: the model has one expert (diffusers rejects it)",
+                     p->guidance_scale_2);
     pl->do_cfg = pl->cfg > 1.0; /* diffusers decides by guidance_scale alone */
     int64_t T = (pl->frames - 1) / st + 1, h = pl->height / ss, w = pl->width / ss;
     int64_t sh[5] = { 1, tc->in_channels, T, h, w };
@@ -160,9 +168,16 @@ static wan_status check_tensor(const wan_host_tensor *t, const char *what, int n
         ok = shape[i] < 0 || t->shape[i] == shape[i];
     if (ok)
         return WAN_OK;
-    char a[128], b[128];
-    return wan_err(err, WAN_ERR_SHAPE, "%s must be F32 %s, got %s %s", what, wan_shape_str(ndim, shape, b, sizeof b),
-                   wan_dtype_name(t->dtype), wan_shape_str(t->ndim, t->shape, a, sizeof a));
+    char a[128], b[128] = "[";
+    for (int i = 0; i < ndim; i++) { /* a negative size means "any": shown as L */
+        char d[24] = "L";
+        if (shape[i] >= 0)
+            snprintf(d, sizeof d, "%lld", (long long)shape[i]);
+        snprintf(b + strlen(b), sizeof b - strlen(b), "%s%s", i ? ", " : "", d);
+    }
+    snprintf(b + strlen(b), sizeof b - strlen(b), "]");
+    return wan_err(err, WAN_ERR_SHAPE, "%s must be F32 %s, got %s %s", what, b, wan_dtype_name(t->dtype),
+                   wan_shape_str(t->ndim, t->shape, a, sizeof a));
 }
 
 /* Prompt embeddings: the caller's, or the text encoder's (released afterwards). */
@@ -218,10 +233,11 @@ static int report(loop_state *ls, wan_stage stage, int step, int n, int expert, 
     return ls->p->progress(&pr, ls->p->progress_user);
 }
 
-/* guided = uncond + g * (cond - uncond), in that order (diffusers). */
+/* guided = uncond + g * (cond - uncond), in that order (diffusers: three float32 ops, no FMA). Threads
+ * only for large latents: a team per call costs more than small ones take. */
 static void guide(float *cond, const float *uncond, float g, int64_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= (1 << 18))
     for (int64_t i = 0; i < n; i++)
         cond[i] = uncond[i] + g * (cond[i] - uncond[i]);
 }
@@ -280,7 +296,7 @@ static wan_status denoise(loop_state *ls, wan_scheduler_t *s, float *x, const wa
             rc = wan_err(&ctx->err, WAN_ERR_CANCELLED, "cancelled before step %d of %d", i + 1, N);
             break;
         }
-        int expert = (pl->two_experts && ts[i] < pl->boundary) ? 1 : 0;
+        int expert = (pl->two_experts && ts[i] < (float)pl->boundary) ? 1 : 0;
         if (prev_expert == 0 && expert == 1) /* the high-noise expert is done: let its pages go */
             wan_model_release_component(m, WAN_COMPONENT_TRANSFORMER);
         prev_expert = expert;

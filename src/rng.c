@@ -11,6 +11,10 @@
  * exactly where that build fuses, so the result is bit-identical to torch on such machines (checked
  * on 4M values and the fixtures in tests/fixtures/rng/), independent of the CPU this code runs on.
  *
+ * torch builds without that kernel (AVX-512 capability, aarch64, ATEN_CPU_CAPABILITY=default) run the
+ * same transform with the C library's logf/cosf/sinf instead (WAN_RANDN_TORCH_SCALAR; bit-identical
+ * with glibc, and 38% of a latent's values then differ from the AVX2 kernel's by up to 2e-6).
+ *
  * n < 16: torch draws each pair from two 53-bit uniforms in double precision, returns r cos θ and
  * caches r sin θ in the generator for the next element.
  *
@@ -143,6 +147,18 @@ static void lane_sincos(float x, float *s, float *c)
     *c = u2f(f2u(cv) ^ cos_sign);
 }
 
+/* torch's portable kernel (the AVX-512, aarch64 and "default" builds): the same transform per lane
+ * with the C library's logf/cosf/sinf and θ rounded from double. */
+static void box_muller16_scalar(float *d)
+{
+    for (int j = 0; j < 8; j++) {
+        float r = sqrtf(-2.0f * logf(1.0f - d[j]));
+        float theta = (float)(2.0 * 3.14159265358979323846 * (double)d[j + 8]);
+        d[j] = r * cosf(theta);
+        d[j + 8] = r * sinf(theta);
+    }
+}
+
 /* 16 uniforms in place → 16 standard normals (mean 0, std 1 make the final fma an identity). */
 static void box_muller16(float *d)
 {
@@ -179,8 +195,9 @@ static double normal_scalar(wan_torch_gen *g)
     return r * cos(theta);
 }
 
-void wan_torch_gen_randn(wan_torch_gen *g, float *out, size_t n)
+void wan_torch_gen_randn(wan_torch_gen *g, wan_randn_kernel kernel, float *out, size_t n)
 {
+    void (*bm16)(float *) = kernel == WAN_RANDN_TORCH_SCALAR ? box_muller16_scalar : box_muller16;
     if (n < 16) {
         for (size_t i = 0; i < n; i++)
             out[i] = (float)normal_scalar(g);
@@ -189,21 +206,26 @@ void wan_torch_gen_randn(wan_torch_gen *g, float *out, size_t n)
     for (size_t i = 0; i < n; i++)
         out[i] = uniform24(g);
     for (size_t i = 0; i + 16 <= n; i += 16)
-        box_muller16(out + i);
+        bm16(out + i);
     if (n % 16 != 0) {
         float *tail = out + n - 16;
         for (int j = 0; j < 16; j++)
             tail[j] = uniform24(g);
-        box_muller16(tail);
+        bm16(tail);
     }
+}
+
+wan_status wan_randn_ex(uint64_t seed, size_t n, wan_randn_kernel kernel, float *out)
+{
+    if ((n > 0 && !out) || (kernel != WAN_RANDN_TORCH_AVX2 && kernel != WAN_RANDN_TORCH_SCALAR))
+        return WAN_ERR_INVALID_ARG;
+    wan_torch_gen g;
+    wan_torch_gen_seed(&g, seed);
+    wan_torch_gen_randn(&g, kernel, out, n);
+    return WAN_OK;
 }
 
 wan_status wan_randn(uint64_t seed, size_t n, float *out)
 {
-    if (n > 0 && !out)
-        return WAN_ERR_INVALID_ARG;
-    wan_torch_gen g;
-    wan_torch_gen_seed(&g, seed);
-    wan_torch_gen_randn(&g, out, n);
-    return WAN_OK;
+    return wan_randn_ex(seed, n, WAN_RANDN_TORCH_AVX2, out);
 }

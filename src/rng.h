@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "wan.h"
+
 #define WAN_MT_N 624
 
 /* The state of one torch CPU generator: the MT19937 engine plus the cached second value of the
@@ -27,8 +29,8 @@ uint32_t wan_torch_gen_u32(wan_torch_gen *g);
 uint64_t wan_torch_gen_u64(wan_torch_gen *g);
 
 /* torch.randn(n, dtype=float32, generator=g) for a contiguous tensor of n elements, continuing the
- * generator's stream. n >= 16: the 16-wide Box–Muller of torch's AVX2 kernel, emulated bit for bit
- * in portable C; n < 16: the double-precision scalar path with the cached second value. */
-void wan_torch_gen_randn(wan_torch_gen *g, float *out, size_t n);
+ * generator's stream. n >= 16: the 16-wide Box–Muller of the chosen torch kernel, emulated bit for
+ * bit in portable C; n < 16: the double-precision scalar path with the cached second value. */
+void wan_torch_gen_randn(wan_torch_gen *g, wan_randn_kernel kernel, float *out, size_t n);
 
 #endif /* WAN_RNG_H */

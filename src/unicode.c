@@ -224,19 +224,27 @@ static bool gb_pair_joins(int prev, int cur)
     return false;
 }
 
+/* Grapheme properties of cp (printable ASCII is Other: skip the search). */
+static int gprop(uint32_t cp)
+{
+    if (cp >= 0x20 && cp < 0x7F)
+        return 0;
+    return range_lookup(wan_uc_grapheme, COUNT(wan_uc_grapheme), cp);
+}
+
 size_t wan_grapheme_len(const char *s, size_t n)
 {
     const uint8_t *u = (const uint8_t *)s;
     uint32_t cp;
     size_t i = wan_utf8_next(u, n, &cp);
-    int v = range_lookup(wan_uc_grapheme, COUNT(wan_uc_grapheme), cp);
+    int v = gprop(cp);
     int prev = v & 15;
     int emoji = (v & 16) ? 1 : 0;  /* GB11: 1 = ExtPict Extend*, 2 = ... ZWJ */
     int incb = ((v >> 5) == INCB_CONSONANT) ? 1 : 0; /* GB9c: 1 = Consonant [Ext]*, 2 = ... Linker seen */
     int ri = prev == WAN_GCB_REGIONAL_INDICATOR ? 1 : 0;
     while (i < n) {
         size_t len = wan_utf8_next(u + i, n - i, &cp);
-        v = range_lookup(wan_uc_grapheme, COUNT(wan_uc_grapheme), cp);
+        v = gprop(cp);
         int cur = v & 15, pict = (v >> 4) & 1, cb = v >> 5;
         bool join = gb_pair_joins(prev, cur);
         if (!join && prev != WAN_GCB_CR && prev != WAN_GCB_LF && prev != WAN_GCB_CONTROL) {
@@ -276,10 +284,12 @@ size_t wan_grapheme_len(const char *s, size_t n)
 enum { HANGUL_S = 0xAC00, HANGUL_L = 0x1100, HANGUL_V = 0x1161, HANGUL_T = 0x11A7, HANGUL_NV = 21,
        HANGUL_NT = 28, HANGUL_N = 11172 };
 
-static int ccc_of(uint32_t cp) { return range_lookup(wan_uc_ccc, COUNT(wan_uc_ccc), cp); }
+static int ccc_of(uint32_t cp) { return cp < 0x300 ? 0 : range_lookup(wan_uc_ccc, COUNT(wan_uc_ccc), cp); }
 
 static const wan_uc_decomp *decomp_of(uint32_t cp)
 {
+    if (cp < wan_uc_decomps[0].cp)
+        return NULL;
     size_t lo = 0, hi = COUNT(wan_uc_decomps);
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -340,18 +350,49 @@ wan_status wan_uc_nfc(const uint32_t *cps, size_t n, uint32_t **out, size_t *out
         for (int k = 0; k < e->len && m < cap; k++)
             d[m++] = wan_uc_decomp_pool[e->off + k];
     }
-    /* canonical ordering: stable insertion sort of each run of non-starters by combining class */
-    for (size_t i = 1; i < m; i++) {
-        int cc = ccc_of(d[i]);
-        if (!cc)
+    /* canonical ordering: stable sort of each run of non-starters by combining class (linear time, so
+     * a prompt made of thousands of combining marks stays cheap) */
+    uint8_t *cc = wan_malloc(m + 1);
+    uint32_t *tmp = wan_malloc((m + 1) * sizeof *tmp);
+    if (!cc || !tmp) {
+        wan_free(cc), wan_free(tmp), wan_free(d);
+        return WAN_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < m; i++)
+        cc[i] = (uint8_t)ccc_of(d[i]);
+    for (size_t a = 0; a < m;) {
+        if (!cc[a]) {
+            a++;
             continue;
-        size_t j = i;
-        uint32_t c = d[i];
-        while (j > 0 && ccc_of(d[j - 1]) > cc) {
-            d[j] = d[j - 1];
-            j--;
         }
-        d[j] = c;
+        size_t b = a;
+        while (b < m && cc[b])
+            b++;
+        if (b - a <= 8) { /* short run: insertion sort */
+            for (size_t i = a + 1; i < b; i++) {
+                uint32_t c = d[i];
+                uint8_t k = cc[i];
+                size_t j = i;
+                for (; j > a && cc[j - 1] > k; j--) {
+                    d[j] = d[j - 1];
+                    cc[j] = cc[j - 1];
+                }
+                d[j] = c;
+                cc[j] = k;
+            }
+        } else {
+            size_t start[257] = {0};
+            for (size_t i = a; i < b; i++)
+                start[cc[i] + 1]++;
+            for (int k = 0; k < 256; k++)
+                start[k + 1] += start[k];
+            for (size_t i = a; i < b; i++)
+                tmp[start[cc[i]]++] = d[i];
+            memcpy(d + a, tmp, (b - a) * sizeof *d);
+            for (size_t i = a; i < b; i++)
+                cc[i] = (uint8_t)ccc_of(d[i]);
+        }
+        a = b;
     }
     /* canonical composition */
     size_t o = 0;
@@ -359,10 +400,10 @@ wan_status wan_uc_nfc(const uint32_t *cps, size_t n, uint32_t **out, size_t *out
     int last_cc = 0;
     for (size_t i = 0; i < m; i++) {
         uint32_t c = d[i];
-        int cc = ccc_of(c);
+        int ci = cc[i];
         if (sp >= 0) {
             bool adjacent = (long)o - 1 == sp;
-            if (adjacent || (last_cc != 0 && last_cc < cc)) {
+            if (adjacent || (last_cc != 0 && last_cc < ci)) {
                 uint32_t p = compose_pair(d[sp], c);
                 if (p) {
                     d[sp] = p;
@@ -370,14 +411,16 @@ wan_status wan_uc_nfc(const uint32_t *cps, size_t n, uint32_t **out, size_t *out
                 }
             }
         }
-        if (cc == 0) {
+        if (ci == 0) {
             sp = (long)o;
             last_cc = 0;
         } else {
-            last_cc = cc;
+            last_cc = ci;
         }
         d[o++] = c;
     }
+    wan_free(cc);
+    wan_free(tmp);
     *out = d;
     *out_n = o;
     return WAN_OK;

@@ -75,8 +75,16 @@ TEST(dit_ops_linear)
     CHECK(linear_case("linear f32 unaligned", WAN_DTYPE_F32, 5, 33, 17, 2));
     CHECK(linear_case("linear bf16", WAN_DTYPE_BF16, 37, 70, 53, 0));
     CHECK(linear_case("linear f16 odd address", WAN_DTYPE_F16, 9, 64, 31, 1));
-    /* more rows than one conversion tile: 700 x 4000 > WAN_LINEAR_TILE_FLOATS */
-    CHECK(linear_case("linear bf16 multi-tile", WAN_DTYPE_BF16, 3, 4000, 700, 0));
+    /* threaded paths: split over weight rows, over x rows */
+    CHECK(linear_case("linear f32 threads, split N", WAN_DTYPE_F32, 97, 300, 200, 0));
+    CHECK(linear_case("linear f32 threads, split M", WAN_DTYPE_F32, 601, 100, 40, 0));
+    /* several conversion tiles (a small tile size stands in for a huge matrix), with each split */
+    wan_cpu_linear_set_tile(100 * 64);
+    int ok = linear_case("linear bf16 tiles, split N", WAN_DTYPE_BF16, 40, 100, 700, 0) &&
+             linear_case("linear bf16 tiles, split M", WAN_DTYPE_BF16, 300, 100, 150, 0) &&
+             linear_case("linear f16 tiles, serial", WAN_DTYPE_F16, 3, 100, 150, 0);
+    wan_cpu_linear_set_tile(0);
+    CHECK(ok);
 }
 
 /* Naive attention in double; q/k/v/out with row strides. */

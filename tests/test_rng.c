@@ -1,6 +1,7 @@
 /* test_rng.c — wan_randn against torch.randn on a seeded CPU generator (tools/ref/dump_sampler.py):
  * bit-identical, for the scalar path (n < 16), the 16-wide path with and without a remainder, and a
- * full Wan latent (1x16x21x60x104, checked at every 211th element and the last 1000). */
+ * full Wan latent (1x16x21x60x104, checked at every 211th element and the last 1000), for torch's
+ * AVX2 kernel and its portable one. */
 #include "test.h"
 
 #include "core.h"
@@ -64,14 +65,14 @@ TEST(rng_randn_matches_torch)
     CHECK(bad == 0);
 }
 
-static void check_big(uint64_t seed, size_t n, int *failed_)
+static void check_big(const char *prefix, wan_randn_kernel kernel, uint64_t seed, size_t n, int *failed_)
 {
     char name[96], err[512] = "";
     wan_host_tensor idx = { 0 }, val = { 0 };
-    snprintf(name, sizeof name, "big.seed%llu.n%zu.idx", (unsigned long long)seed, n);
+    snprintf(name, sizeof name, "%s.seed%llu.n%zu.idx", prefix, (unsigned long long)seed, n);
     CHECK_RC(wan_safetensors_read(wan_test_fixture(RNG), name, WAN_DTYPE_I64, &idx, err, sizeof err), WAN_OK,
              err);
-    snprintf(name, sizeof name, "big.seed%llu.n%zu.val", (unsigned long long)seed, n);
+    snprintf(name, sizeof name, "%s.seed%llu.n%zu.val", prefix, (unsigned long long)seed, n);
     CHECK_RC(wan_safetensors_read(wan_test_fixture(RNG), name, WAN_DTYPE_F32, &val, err, sizeof err), WAN_OK,
              err);
     size_t m = (size_t)wan_host_tensor_numel(&idx);
@@ -80,7 +81,7 @@ static void check_big(uint64_t seed, size_t n, int *failed_)
     CHECK(got && pick);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    CHECK(wan_randn(seed, n, got) == WAN_OK);
+    CHECK(wan_randn_ex(seed, n, kernel, got) == WAN_OK);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     const int64_t *ix = idx.data;
     for (size_t i = 0; i < m; i++) {
@@ -89,8 +90,8 @@ static void check_big(uint64_t seed, size_t n, int *failed_)
     }
     double max_abs = 0;
     size_t bad = count_diff(pick, val.data, m, &max_abs);
-    printf("    seed %llu, %zu values (%.1f ms): %zu of %zu sampled values differ (max abs diff %.3g)\n",
-           (unsigned long long)seed, n, (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+    printf("    %s seed %llu, %zu values (%.1f ms): %zu of %zu sampled values differ (max abs diff %.3g)\n",
+           prefix, (unsigned long long)seed, n, (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
            bad, m, max_abs);
     free(got);
     free(pick);
@@ -101,8 +102,17 @@ static void check_big(uint64_t seed, size_t n, int *failed_)
 
 TEST(rng_randn_latent_size)
 {
-    check_big(42, (size_t)1 * 16 * 21 * 60 * 104, failed_); /* A14B 832x480x81 latent */
-    check_big(7, 100003, failed_);                          /* n % 16 = 3: the redrawn tail */
+    check_big("big", WAN_RANDN_TORCH_AVX2, 42, (size_t)1 * 16 * 21 * 60 * 104, failed_); /* A14B 832x480x81 */
+    check_big("big", WAN_RANDN_TORCH_AVX2, 7, 100003, failed_); /* n % 16 = 3: the redrawn tail */
+}
+
+/* torch's portable kernel (ATEN_CPU_CAPABILITY=default when the fixtures were made) */
+TEST(rng_randn_scalar_kernel)
+{
+    check_big("scalar", WAN_RANDN_TORCH_SCALAR, 42, (size_t)1 * 16 * 21 * 60 * 104, failed_);
+    check_big("scalar", WAN_RANDN_TORCH_SCALAR, 7, 100003, failed_);
+    float a[8];
+    CHECK(wan_randn_ex(1, 8, (wan_randn_kernel)7, a) == WAN_ERR_INVALID_ARG);
 }
 
 TEST(rng_generator_stream)
@@ -112,8 +122,8 @@ TEST(rng_generator_stream)
     wan_torch_gen g;
     wan_torch_gen_seed(&g, 42);
     float a[16], b[8];
-    wan_torch_gen_randn(&g, a, 3);
-    wan_torch_gen_randn(&g, b, 5); /* 3 + 5: the cached sine of pair 2 is b[0] */
+    wan_torch_gen_randn(&g, WAN_RANDN_TORCH_AVX2, a, 3);
+    wan_torch_gen_randn(&g, WAN_RANDN_TORCH_AVX2, b, 5); /* 3 + 5: the cached sine of pair 2 is b[0] */
     float c[8];
     CHECK(wan_randn(42, 8, c) == WAN_OK);
     CHECK(memcmp(a, c, 3 * sizeof(float)) == 0);

@@ -17,7 +17,7 @@ TMP = os.environ.get("WAN_TMP", "/tmp")
 # A small clip of the tiny fixture model (well under a second): 48x32 pixels, 5 frames, 2 steps.
 TINY = {"size": "48x32", "num_frames": 5, "steps": 2}
 # A job that stays running for a while (a second or more) so that a test can act on it mid-way.
-SLOW = {"size": "32x32", "num_frames": 1, "steps": 60}
+SLOW = {"size": "32x32", "num_frames": 1, "steps": 100}
 
 
 class Skip(Exception):
@@ -76,6 +76,7 @@ def wait_for(vid, states=("completed", "failed"), timeout=120, url=URL, key=None
         assert status == 200, (status, v)
         if v["status"] in states:
             return v
+        assert v["status"] not in ("completed", "failed"), "%s ended before it was %s: %s" % (vid, states, v)
         assert time.time() - t0 < timeout, "timed out waiting for %s to be %s: %s" % (vid, states, v)
         time.sleep(0.05)
 

@@ -113,8 +113,9 @@ def test_range_requests():
     assert s == 200 and part == b"" and int(h["content-length"]) == n
 
 
-def read_events(vid, timeout=60):
-    """Reads /events until the stream ends; returns the list of (event, data) pairs."""
+def read_events(vid, timeout=60, on_first=None):
+    """Reads /events until the stream ends; returns the list of (event, data) pairs. on_first() is
+    called once the first event has arrived."""
     import http.client
     h, p = host_port(URL)
     conn = http.client.HTTPConnection(h, p, timeout=timeout)
@@ -131,15 +132,19 @@ def read_events(vid, timeout=60):
         elif line == "" and ev:
             events.append((ev, json.loads("\n".join(data))))
             ev, data = None, []
+            if on_first and len(events) == 1:
+                on_first()
     conn.close()
     return events
 
 
 def test_server_sent_events():
+    # the job waits behind a slow one until the stream is open, then the slow one is cancelled
+    blocker = create(SLOW)
     v = create({"steps": 4})
-    events = read_events(v["id"])
+    events = read_events(v["id"], on_first=lambda: jrequest("POST", "/v1/videos/%s/cancel" % blocker["id"]))
     names = [e for e, _ in events]
-    assert names[-1] == "completed", names
+    assert names[0] == "queued" and names[-1] == "completed", names
     stages = {d.get("stage") for e, d in events if e == "in_progress"}
     assert "denoise" in stages, stages
     # events carry the latest state, so a fast step may be folded into the next event

@@ -15,6 +15,8 @@ int cmd_run_text_encoder(int argc, char **argv); /* `wan run text-encoder` */
 int cmd_run_transformer(int argc, char **argv);  /* `wan run transformer` */
 int cmd_run_video(int argc, char **argv);        /* `wan run video` */
 int cmd_generate(int argc, char **argv);
+int cmd_run_vae_decode(int argc, char **argv); /* `wan run vae-decode` */
+int cmd_run_vae_encode(int argc, char **argv); /* `wan run vae-encode` */
 
 /* Shared helpers (cli_util.c). */
 void cli_log_to_stderr(wan_log_level level, const char *msg, void *user);

@@ -17,6 +17,10 @@ static const struct {
     { "video", cmd_run_video,
       "video --in IN.safetensors --out OUT.mp4|.webm|.webp|.gif|DIR [--fps N] [--crf N]   "
       "frames U8 [F,H,W,3] or VAE output F32 [3,F,H,W] -> video file" },
+    { "vae-decode", cmd_run_vae_decode,
+      "vae-decode --model PATH --in IN.safetensors --out OUT.safetensors [--tiled]   VAE: z -> sample" },
+    { "vae-encode", cmd_run_vae_encode,
+      "vae-encode --model PATH --in IN.safetensors --out OUT.safetensors   VAE: x -> latent_dist_mean" },
     { NULL, NULL, NULL }, /* sentinel; components add their lines above it */
 };
 

@@ -14,6 +14,7 @@ from_config, as a user would). Usage: tools/ref/.venv/bin/python tools/ref/dump_
 """
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -130,12 +131,25 @@ def dump_rng(out):
     assert torch.equal(a.flatten(), b)
     for seed, shape in RNG_BIG:
         a = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
-        flat = a.flatten().numpy()
-        idx = np.unique(np.concatenate([np.arange(0, flat.size, RNG_BIG_STRIDE),
-                                        np.arange(flat.size - RNG_BIG_TAIL, flat.size)])).astype(np.int64)
-        key = "big.seed%d.n%d" % (seed, flat.size)
-        out[key + ".idx"] = idx
-        out[key + ".val"] = flat[idx].copy()
+        subsample(out, "big.seed%d" % seed, a.flatten().numpy())
+    # torch's portable kernel (what AVX-512 and aarch64 builds run): a child process with
+    # ATEN_CPU_CAPABILITY=default
+    code = ("import sys, numpy as np, torch\n"
+            "a = torch.randn(%s, generator=torch.Generator('cpu').manual_seed(%d), dtype=torch.float32)\n"
+            "sys.stdout.buffer.write(a.flatten().numpy().tobytes())\n")
+    for seed, shape in RNG_BIG:
+        env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+        raw = subprocess.run([sys.executable, "-c", code % (tuple(shape), seed)], env=env, check=True,
+                             stdout=subprocess.PIPE).stdout
+        subsample(out, "scalar.seed%d" % seed, np.frombuffer(raw, dtype=np.float32))
+
+
+def subsample(out, prefix, flat):
+    idx = np.unique(np.concatenate([np.arange(0, flat.size, RNG_BIG_STRIDE),
+                                    np.arange(flat.size - RNG_BIG_TAIL, flat.size)])).astype(np.int64)
+    key = "%s.n%d" % (prefix, flat.size)
+    out[key + ".idx"] = idx
+    out[key + ".val"] = flat[idx].copy()
 
 
 def dump_postprocess(out):

@@ -158,6 +158,11 @@ INVALID_UTF8 = [b"abc\xff", b"\xc3", b"\xc3(", b"\xe2\x82", b"\xe2\x82x", b"\xf0
 
 # ---------------------------------------------------------------------------------------------------------
 
+def meta(**kw):
+    # one key: safetensors writes several metadata keys in hash order, which would change the file bytes
+    return {"info": json.dumps(kw, sort_keys=True)}
+
+
 def pack_bytes(items):
     off = np.zeros(len(items) + 1, dtype=np.int64)
     for i, b in enumerate(items):
@@ -202,6 +207,11 @@ def clean_refs(texts):
     return rows_in, rows_ftfy, rows_plain, excluded
 
 
+WAN_NEG = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+           "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，"
+           "杂乱的背景，三条腿，背景人很多，倒着走")
+
+
 CLEAN_EXTRA = [
     "&amp;amp;lt;", "&amp;amp;amp;amp;", "&AMP; &NTILDE; &Eacute; &EACUTE;", "&#59; &#x3B; &#65;", "&#65x; &#1;",
     "&#xD800; &#x110000; &#99999999999;", "&#x81; &#x9F; &#13;", "&ampx &amp &ampamp; &notit;", "&;&#;&#x;",
@@ -210,9 +220,7 @@ CLEAN_EXTRA = [
     " \x1c strip \x1f ", "\u200b zero \u200b", "a\u00adb", "ﬃ ﬄ Ĳ ŉ ǅ", "ＡＢＣ　ｘｙｚ ｶﾞ ﾟ ￣", "“quoted” ‚low‛ ʼ",
     "a\r\nb\rc\u2028d\u2029e\u0085f", "e\u0301 A\u030a \u1100\u1161\u11a8 \u0915\u093c", "\x80\x85\x9f",
     "\ufeffbom \u206a \ufff9\ufffc", "tabs\t\tand\n\nnewlines \u3000 \u00a0 \u2009 end", "  ",
-    wan_neg := "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
-    "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，"
-    "杂乱的背景，三条腿，背景人很多，倒着走",
+    WAN_NEG,
     "Ã©", "â€™", "cafÃ©",
 ]
 
@@ -252,9 +260,9 @@ def main():
         tensors[f"pad{L}_mask"] = np.array([e.attention_mask for e in encs], dtype=np.uint8)
     tensors["pad_sel"] = np.array(sel, dtype=np.int64)
     save_file(tensors, os.path.join(OUT, "tokens.safetensors"),
-              metadata={"tokenizers": tokenizers.__version__, "transformers": transformers.__version__,
-                        "n_hand": str(len(HAND)), "n_long": "3", "n_random": str(N_RANDOM),
-                        "n_invalid_utf8": str(len(INVALID_UTF8)), "seed": str(SEED)})
+              metadata=meta(tokenizers=tokenizers.__version__, transformers=transformers.__version__,
+                            n_hand=len(HAND), n_long=3, n_random=N_RANDOM, n_invalid_utf8=len(INVALID_UTF8),
+                            seed=SEED))
 
     crnd = random.Random(SEED + 2)
     pool = HAND + CLEAN_EXTRA + [random_string(crnd, vocab) for _ in range(500)]
@@ -264,8 +272,8 @@ def main():
     c["ftfy_bytes"], c["ftfy_off"] = pack_bytes(cftfy)
     c["plain_bytes"], c["plain_off"] = pack_bytes(cplain)
     save_file(c, os.path.join(OUT, "clean.safetensors"),
-              metadata={"excluded_fix_encoding": str(excluded), "n": str(len(cin))})
-    assert wan_neg in pool
+              metadata=meta(excluded_fix_encoding=excluded, n=len(cin)))
+    assert WAN_NEG in pool
     n_ids = sum(len(tensors["ids_" + n]) for n in vs)
     print(f"{len(texts)} strings x {len(vs)} variants ({n_ids} ids), pad cases {len(sel)}; "
           f"clean: {len(cin)} strings ({excluded} excluded: ftfy fix_encoding fired)")

@@ -623,19 +623,20 @@ static int run_job(srv_store *s, srv_job *j, wan_ctx_t *ctx)
                                                                                   : "generation_failed",
                  err);
     }
-    int deleted = j->deleted;
-    char *json = deleted ? NULL : job_json_str(s, &final, 1);
+    char *json = j->deleted ? NULL : job_json_str(s, &final, 1);
     pthread_mutex_unlock(&s->lock);
     wan_video_free(&v);
 
-    if (deleted) {
+    if (json)
+        persist_str(s, j->id, json);
+    free(json);
+    pthread_mutex_lock(&s->lock);
+    if (j->deleted) { /* deleted while running or while its file was being written */
+        pthread_mutex_unlock(&s->lock);
         unlink_job_files(s, j->id);
         job_free(j);
         return rc == WAN_ERR_CANCELLED;
     }
-    persist_str(s, j->id, json);
-    free(json);
-    pthread_mutex_lock(&s->lock);
     *j = final;
     j->ctx = NULL;
     if (j->status == SRV_COMPLETED) {
