@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 typedef struct opts {
-    int h, w, frames, tile, stride, rss_h, rss_w, rss_f[2], threads, ref, bf16;
+    int h, w, frames, tile, stride, rss_h, rss_w, rss_f[2], rss_tile, rss_stride, threads, ref, bf16;
     const char *python, *keep;
 } opts;
 
@@ -32,6 +32,13 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static double peak_rss_mb(void)
@@ -202,15 +209,15 @@ static int child(const char *model, const char *zpath, const char *refpath, int 
     p.tile_sample_stride_height = p.tile_sample_stride_width = stride;
     frame_check fc = { .ref = ref.data, .F = 1 + 4 * (int)(z.shape[2] - 1) };
     wan_mem_reset_peak();
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     wan_status rc = wan_vae_decode_frames(m, &z, &p, on_frame, &fc, err, sizeof err);
-    double dt = now_s() - t0;
+    double dt = now_s() - t0, dc = cpu_s() - c0;
     if (rc != WAN_OK) {
         fprintf(stderr, "bench/vae child: %s\n", err);
         return 1;
     }
-    printf("RESULT seconds %.3f peak_rss_mb %.1f heap_peak_mb %.1f frames %d max_diff %.3g\n", dt, peak_rss_mb(),
-           wan_mem_peak() / 1048576.0, fc.n, refpath ? fc.max_diff : -1.0);
+    printf("RESULT seconds %.3f cpu %.3f peak_rss_mb %.1f heap_peak_mb %.1f frames %d max_diff %.3g\n", dt, dc,
+           peak_rss_mb(), wan_mem_peak() / 1048576.0, fc.n, refpath ? fc.max_diff : -1.0);
     wan_host_tensor_free(&z);
     wan_host_tensor_free(&ref);
     wan_model_free(m);
@@ -218,7 +225,7 @@ static int child(const char *model, const char *zpath, const char *refpath, int 
 }
 
 typedef struct result {
-    double seconds, rss, heap, diff;
+    double seconds, cpu, rss, heap, diff;
     int ok;
 } result;
 
@@ -229,8 +236,8 @@ static result run_cmd(const char *cmd)
     char line[512];
     while (p && fgets(line, sizeof line, p)) {
         int frames;
-        if (sscanf(line, "RESULT seconds %lf peak_rss_mb %lf heap_peak_mb %lf frames %d max_diff %lf", &r.seconds,
-                   &r.rss, &r.heap, &frames, &r.diff) >= 2)
+        if (sscanf(line, "RESULT seconds %lf cpu %lf peak_rss_mb %lf heap_peak_mb %lf frames %d max_diff %lf",
+                   &r.seconds, &r.cpu, &r.rss, &r.heap, &frames, &r.diff) >= 3)
             r.ok = 1;
         else
             fputs(line, stdout);
@@ -242,13 +249,12 @@ static result run_cmd(const char *cmd)
     return r;
 }
 
-static result run_ours(const char *self, const char *dir, const char *z, const char *ref, int tiled,
-                       const opts *o)
+static result run_ours(const char *self, const char *dir, const char *z, const char *ref, int tiled, int tile,
+                       int stride, const opts *o)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s' --child --model '%s' --z '%s'%s%s%s --tiled %d --tile %d --tile-stride %d --threads %d",
-             self, dir, z, ref ? " --ref '" : "", ref ? ref : "", ref ? "'" : "", tiled, o->tile, o->stride,
-             o->threads);
+             self, dir, z, ref ? " --ref '" : "", ref ? ref : "", ref ? "'" : "", tiled, tile, stride, o->threads);
     return run_cmd(cmd);
 }
 
@@ -269,8 +275,9 @@ static void parse_size(const char *s, int *h, int *w)
 
 static int parse_opts(int argc, char **argv, opts *o)
 {
-    *o = (opts){ .h = 256, .w = 256, .frames = 9, .tile = 128, .stride = 96, .rss_h = 128, .rss_w = 128,
-                 .rss_f = { 17, 33 }, .threads = 2, .ref = 1, .python = "tools/ref/.venv/bin/python" };
+    *o = (opts){ .h = 256, .w = 256, .frames = 5, .tile = 128, .stride = 96, .rss_h = 64, .rss_w = 64,
+                 .rss_f = { 17, 33 }, .rss_tile = 32, .rss_stride = 24, .threads = 2, .ref = 1,
+                 .python = "tools/ref/.venv/bin/python" };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "--no-ref")) { o->ref = 0; continue; }
@@ -280,14 +287,16 @@ static int parse_opts(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--tile-stride")) o->stride = atoi(v);
         else if (!strcmp(a, "--rss-size")) parse_size(v, &o->rss_h, &o->rss_w);
         else if (!strcmp(a, "--rss-frames")) sscanf(v, "%d,%d", &o->rss_f[0], &o->rss_f[1]);
+        else if (!strcmp(a, "--rss-tile")) o->rss_tile = atoi(v);
+        else if (!strcmp(a, "--rss-tile-stride")) o->rss_stride = atoi(v);
         else if (!strcmp(a, "--threads")) o->threads = atoi(v);
         else if (!strcmp(a, "--dtype")) o->bf16 = !strcmp(v, "bf16");
         else if (!strcmp(a, "--python")) o->python = v;
         else if (!strcmp(a, "--keep")) o->keep = v;
         else {
             fprintf(stderr, "usage: bench/vae [--size HxW] [--frames F] [--tile PX] [--tile-stride PX] [--rss-size HxW]\n"
-                            "                 [--rss-frames A,B] [--threads N] [--dtype f32|bf16] [--no-ref] [--python PATH]\n"
-                            "                 [--keep DIR]\n");
+                            "                 [--rss-frames A,B] [--rss-tile PX] [--rss-tile-stride PX] [--threads N]\n"
+                            "                 [--dtype f32|bf16] [--no-ref] [--python PATH] [--keep DIR]\n");
             return 0;
         }
         i++;
@@ -314,14 +323,14 @@ static int child_main(int argc, char **argv)
 
 static void row(const char *what, result ours, result ref, double gflop)
 {
-    printf("%-34s wan.c %8.2f s", what, ours.seconds);
+    printf("%s\n  wan.c %8.2f s wall, %8.2f s CPU", what, ours.seconds, ours.cpu);
     if (gflop > 0)
         printf(" (%5.1f GFLOP/s)", gflop / ours.seconds);
-    printf("  peak RSS %7.1f MB (heap %6.1f)", ours.rss, ours.heap);
+    printf("  peak RSS %7.1f MB (library heap %6.1f MB)\n", ours.rss, ours.heap);
     if (ref.ok)
-        printf(" | torch %8.2f s  peak RSS %7.1f MB | ratio %.2fx | max |diff| %.2g", ref.seconds, ref.rss,
-               ours.seconds / ref.seconds, ours.diff);
-    printf("\n");
+        printf("  torch %8.2f s wall, %8.2f s CPU%s  peak RSS %7.1f MB\n  ratio wan.c/torch: wall %.2fx, CPU %.2fx;"
+               " max |wan.c - torch| %.2g\n", ref.seconds, ref.cpu, gflop > 0 ? "                  " : "", ref.rss,
+               ours.seconds / ref.seconds, ours.cpu / ref.cpu, ours.diff);
 }
 
 int main(int argc, char **argv)
@@ -352,11 +361,12 @@ int main(int argc, char **argv)
     result none = { 0 };
     result tu = o.ref ? run_torch(dir, z, ref, 0, &o) : none;
     result tt = o.ref ? run_torch(dir, z, ref_t, 1, &o) : none;
-    result ou = run_ours(argv[0], dir, z, tu.ok ? ref : NULL, 0, &o);
-    result ot = run_ours(argv[0], dir, z, tt.ok ? ref_t : NULL, 1, &o);
+    result ou = run_ours(argv[0], dir, z, tu.ok ? ref : NULL, 0, o.tile, o.stride, &o);
+    result ot = run_ours(argv[0], dir, z, tt.ok ? ref_t : NULL, 1, o.tile, o.stride, &o);
     row("decode, untiled", ou, tu, gflop);
     row("decode, tiled", ot, tt, 0);
-    printf("peak memory vs clip length at %dx%d (wan.c, streaming frames out):\n", o.rss_h, o.rss_w);
+    printf("peak memory vs clip length at %dx%d, wan.c streaming frames out (tiled: %d px tiles, stride %d px):\n",
+           o.rss_h, o.rss_w, o.rss_tile, o.rss_stride);
     for (int k = 0; k < 2; k++) {
         snprintf(zr[k], sizeof zr[k], "%s/z_rss%d.safetensors", dir, k);
         if (!write_z(zr[k], o.rss_f[k], o.rss_h, o.rss_w))
@@ -364,7 +374,7 @@ int main(int argc, char **argv)
     }
     for (int tiled = 0; tiled < 2; tiled++)
         for (int k = 0; k < 2; k++) {
-            result r = run_ours(argv[0], dir, zr[k], NULL, tiled, &o);
+            result r = run_ours(argv[0], dir, zr[k], NULL, tiled, o.rss_tile, o.rss_stride, &o);
             char what[64];
             snprintf(what, sizeof what, "%d frames%s", o.rss_f[k], tiled ? ", tiled" : "");
             printf("  %-18s %8.2f s  peak RSS %7.1f MB  library heap peak %7.1f MB\n", what, r.seconds, r.rss,

@@ -2,7 +2,7 @@
 """PyTorch side of bench/vae.c: diffusers AutoencoderKLWan.decode on the CPU in fp32 with the weights and the
 latent the C bench wrote (a folder with config.json + decoder-only diffusion_pytorch_model.safetensors, and
 z.safetensors). The encoder is dropped after construction so that both sides hold the same weights.
-Prints `RESULT seconds S peak_rss_mb M` (the C bench parses that line); --out writes the sample for the
+Prints `RESULT seconds S cpu C peak_rss_mb M` (the C bench parses that line); --out writes the sample for the
 C side to compare against.
 """
 
@@ -44,14 +44,14 @@ def main():
     z = load_file(a.z)["z"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, z {tuple(z.shape)}"
           f"{', tiled' if a.tiled else ''}", flush=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with torch.no_grad():
         out = vae.decode(z, return_dict=False)[0]
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if a.out:
         save_file({"sample": out.contiguous()}, a.out)
-    print(f"RESULT seconds {dt:.3f} peak_rss_mb {rss:.1f}", flush=True)
+    print(f"RESULT seconds {dt:.3f} cpu {dc:.3f} peak_rss_mb {rss:.1f}", flush=True)
 
 
 if __name__ == "__main__":

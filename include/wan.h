@@ -490,7 +490,9 @@ typedef struct wan_generate_params {
     int num_frames;                  /* 0: default (81 / 121); rounded to 4k+1 as diffusers        */
     int steps;                       /* 0: default (40 A14B, 50 otherwise)                         */
     double guidance_scale;           /* < 0: default; CFG for the high-noise expert (or the only one) */
-    double guidance_scale_2;         /* < 0: same as guidance_scale; low-noise expert              */
+    double guidance_scale_2;         /* low-noise expert; < 0: same as guidance_scale, or the recipe's
+                                        (3.0 for A14B) when both are < 0; warned about and ignored
+                                        on one-expert models                                        */
     double shift;                    /* <= 0: the scheduler config's flow_shift                    */
     int sampler;                     /* < 0: the scheduler config's; else a wan_scheduler_kind      */
     uint64_t seed;                   /* torch CPU generator seed for the initial noise             */

@@ -4,6 +4,7 @@
 #include "model_dir.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,8 @@ static wan_status get_int_list(const cJSON *o, const char *key, int *out, int ca
     if (!v)
         return WAN_OK;
     if (cJSON_IsNumber(v)) {
+        if (floor(v->valuedouble) != v->valuedouble || fabs(v->valuedouble) > 1e9)
+            return wan_err(err, WAN_ERR_FORMAT, "%s: field '%s' must be an integer", where, key);
         for (int i = 0; i < cap; i++)
             out[i] = (int)v->valuedouble;
         if (n)
@@ -121,8 +124,8 @@ static wan_status get_float_list(const cJSON *o, const char *key, float *out, in
                        key, cap);
     int i = 0;
     for (const cJSON *it = v->child; it; it = it->next, i++) {
-        if (!cJSON_IsNumber(it))
-            return wan_err(err, WAN_ERR_FORMAT, "%s: field '%s'[%d] must be a number", where, key, i);
+        if (!cJSON_IsNumber(it) || !(fabs(it->valuedouble) <= FLT_MAX))
+            return wan_err(err, WAN_ERR_FORMAT, "%s: field '%s'[%d] must be a finite float", where, key, i);
         out[i] = (float)it->valuedouble;
     }
     *n = i;

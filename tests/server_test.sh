@@ -27,6 +27,27 @@ fi
 
 TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"' EXIT
+
+# command-line errors: exit 2 with a message for bad usage, 1 for a model that cannot be loaded
+cli_pass=0
+cli_fail=0
+expect() {
+    name=$1 code=$2 pat=$3
+    shift 3
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -eq "$code" ] && printf '%s\n' "$out" | grep -Eq -- "$pat"; then
+        cli_pass=$((cli_pass + 1)); echo "[  OK  ] $name"
+    else
+        cli_fail=$((cli_fail + 1)); echo "[ FAIL ] $name (exit $rc)"; printf '%s\n' "$out" | sed 's/^/    /'
+    fi
+}
+expect "wan serve --help" 0 "usage: wan serve --model DIR" "$WAN" serve --help
+expect "wan serve without --model" 2 "--model DIR is required" "$WAN" serve
+expect "wan serve bad port" 2 "--port needs an integer" "$WAN" serve --model x --port http
+expect "wan serve unknown option" 2 "unknown option '--frobnicate'" "$WAN" serve --model x --frobnicate
+expect "wan serve missing key file" 2 "cannot open the API key file" "$WAN" serve --model x --api-key-file "$TMPD/none"
+expect "wan serve missing model" 1 "no such file or folder" "$WAN" serve --model "$TMPD/none" --port 0
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TMPD/key"
 "$WAN" serve --model tests/fixtures/tiny-wan22-t2v --host 127.0.0.1 --port 0 --data-dir "$TMPD/data" \
     --api-key-file "$TMPD/key" --threads 1 --max-frames 33 --max-pixels 16384 --max-prompt 2000 --max-queue 64 \
@@ -60,6 +81,8 @@ if [ -z "$line" ]; then pass=0; fail=1; echo "[ FAIL ] the test runner gave no s
 kill -TERM $PID 2>/dev/null
 wait $PID
 rc=$?
+pass=$((pass + cli_pass))
+fail=$((fail + cli_fail))
 if [ "$rc" -eq 0 ] && ! grep -Eq 'LeakSanitizer|AddressSanitizer|runtime error:' "$TMPD/server.log"; then
     pass=$((pass + 1))
     echo "[  OK  ] server exits cleanly on SIGTERM"

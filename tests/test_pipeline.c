@@ -380,7 +380,8 @@ static wan_status run_edited(param_edit edit, run_rec *r, char *msg, size_t msgl
         wan_log_set(NULL, NULL, WAN_LOG_WARN);
         snprintf(msg, msglen, "%s", wan_ctx_errmsg(ctx));
         if (rc == WAN_OK)
-            snprintf(msg, msglen, "%d frames %dx%d", v.num_frames, v.width, v.height);
+            snprintf(msg, msglen, "%d frames %dx%d, cfg %g/%g", v.num_frames, v.width, v.height, v.guidance_scale,
+                     v.guidance_scale_2);
     }
     wan_video_free(&v);
     wan_ctx_free(ctx);
@@ -453,7 +454,7 @@ TEST(pipeline_size_rounded_with_warning)
     char msg[1024] = "";
     CHECK_RC(run_edited(edit_size, &r, msg, sizeof msg), WAN_OK, msg);
     printf("    40x36: %s; warning: %s\n", msg, r.warn);
-    CHECK(strcmp(msg, "9 frames 32x32") == 0);
+    CHECK(strncmp(msg, "9 frames 32x32,", 15) == 0);
     CHECK(r.n_warn == 1 && strstr(r.warn, "40x36") && strstr(r.warn, "32x32"));
 }
 
@@ -512,4 +513,32 @@ TEST(pipeline_missing_component)
     printf("    transformer folder only: %s: %s\n", wan_status_str(rc), err);
     CHECK_RC(rc, WAN_ERR_NOT_FOUND, err);
     CHECK(strstr(err, "VAE") != NULL);
+}
+
+/* Defaults: with both scales unset the official A14B pair (4.0 high, 3.0 low); with guidance_scale alone the
+ * low-noise expert uses the same scale (diffusers). */
+static void edit_defaults(wan_generate_params *p, ref_case *c)
+{
+    (void)c;
+    p->guidance_scale = -1, p->guidance_scale_2 = -1;
+}
+static void edit_cfg_only(wan_generate_params *p, ref_case *c)
+{
+    (void)c;
+    p->guidance_scale = 5, p->guidance_scale_2 = -1;
+}
+
+TEST(pipeline_guidance_defaults)
+{
+    static const struct {
+        param_edit edit;
+        const char *want;
+    } k[] = { { edit_defaults, "cfg 4/3" }, { edit_cfg_only, "cfg 5/5" } };
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
+        run_rec r = { 0 };
+        char msg[1024] = "";
+        CHECK_RC(run_edited(k[i].edit, &r, msg, sizeof msg), WAN_OK, msg);
+        printf("    %s (want %s)\n", msg, k[i].want);
+        CHECK(strstr(msg, k[i].want) != NULL);
+    }
 }

@@ -23,12 +23,26 @@ static const char k_usage[] =
     "official Wan negative prompt is used. --cfg sets the high-noise expert's scale, --cfg2 the low-noise one.\n";
 
 static wan_ctx_t *volatile g_ctx;
+static volatile sig_atomic_t g_interrupted;
 
+/* The first Ctrl-C asks the run to stop at the next step (exit 130, no output written); the handler is
+ * installed with SA_RESETHAND, so a second one kills the process. */
 static void on_sigint(int sig)
 {
     (void)sig;
+    g_interrupted = 1;
     if (g_ctx)
         wan_ctx_cancel(g_ctx);
+}
+
+static void catch_sigint(int on)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on ? on_sigint : SIG_DFL;
+    sa.sa_flags = on ? SA_RESETHAND : 0;
+    sigaction(SIGINT, &sa, NULL);
 }
 
 typedef struct bar_state {
@@ -40,7 +54,7 @@ static int progress_bar(const wan_progress *p, void *user)
 {
     bar_state *b = user;
     if (b->quiet)
-        return 0;
+        return g_interrupted; /* also catches a Ctrl-C that came before wan_generate cleared its flag */
     static const char *stage[] = { "text", "denoise", "decode", "done" };
     char eta[32] = "?";
     if (p->eta_s >= 0)
@@ -57,7 +71,7 @@ static int progress_bar(const wan_progress *p, void *user)
     if (b->tty && p->step == p->n_steps)
         fputc('\n', stderr);
     fflush(stderr);
-    return 0;
+    return g_interrupted;
 }
 
 /* Steps dumped by --dump-steps. */
@@ -172,7 +186,7 @@ static char *read_prompt_file(const char *path, char *err, size_t errlen)
 
 typedef struct gen_args {
     const char *model, *prompt, *prompt_file, *negative, *out, *latents, *embeds, *dump;
-    int have_negative, quiet, crf, fps;
+    int have_negative, quiet, crf, fps, frames_given, steps_given;
     wan_generate_params p;
 } gen_args;
 
@@ -204,8 +218,8 @@ static int parse_args(int argc, char **argv, gen_args *a)
         else if (!strcmp(k, "--prompt-embeds")) a->embeds = v;
         else if (!strcmp(k, "--dump-steps")) a->dump = v;
         else if (!strcmp(k, "--size")) ok = sscanf(v, "%dx%d", &a->p.width, &a->p.height) == 2 && a->p.width > 0 && a->p.height > 0;
-        else if (!strcmp(k, "--frames")) ok = parse_int(v, &a->p.num_frames);
-        else if (!strcmp(k, "--steps")) ok = parse_int(v, &a->p.steps);
+        else if (!strcmp(k, "--frames")) ok = parse_int(v, &a->p.num_frames), a->frames_given = 1;
+        else if (!strcmp(k, "--steps")) ok = parse_int(v, &a->p.steps), a->steps_given = 1;
         else if (!strcmp(k, "--cfg")) ok = parse_double(v, &a->p.guidance_scale) && a->p.guidance_scale >= 0;
         else if (!strcmp(k, "--cfg2")) ok = parse_double(v, &a->p.guidance_scale_2) && a->p.guidance_scale_2 >= 0;
         else if (!strcmp(k, "--shift")) ok = parse_double(v, &a->p.shift) && a->p.shift > 0;
@@ -233,6 +247,14 @@ static int parse_args(int argc, char **argv, gen_args *a)
     }
     if (!a->model) {
         fprintf(stderr, "wan generate: --model is required\n\n%s", k_usage);
+        return 2;
+    }
+    if (a->p.num_frames < 0 || (a->p.num_frames == 0 && a->frames_given)) {
+        fprintf(stderr, "wan generate: --frames %d: at least 1 frame is needed\n", a->p.num_frames);
+        return 2;
+    }
+    if (a->p.steps < 0 || (a->p.steps == 0 && a->steps_given)) {
+        fprintf(stderr, "wan generate: --steps %d: at least 1 step is needed\n", a->p.steps);
         return 2;
     }
     if (!a->prompt && !a->prompt_file && !a->embeds) {
@@ -347,10 +369,11 @@ static int run_generate(gen_args *a, wan_model_t *m, char *prompt_text)
     if ((rc = wan_ctx_new(m, &ctx, err, sizeof err)) != WAN_OK)
         goto fail;
     g_ctx = ctx;
-    signal(SIGINT, on_sigint);
+    catch_sigint(1);
     rc = wan_generate(ctx, &a->p, &v);
-    signal(SIGINT, SIG_DFL);
     g_ctx = NULL;
+    if (rc == WAN_OK && g_interrupted) /* Ctrl-C after the last check inside the library */
+        rc = WAN_ERR_CANCELLED;
     if (rc != WAN_OK) {
         snprintf(err, sizeof err, "%s", wan_ctx_errmsg(ctx));
         code = rc == WAN_ERR_CANCELLED ? 130 : cli_exit_code(rc);
@@ -377,6 +400,7 @@ static int run_generate(gen_args *a, wan_model_t *m, char *prompt_text)
             v.seconds_decode, (double)v.peak_bytes / 1048576.0);
     code = 0;
 fail:
+    catch_sigint(0);
     if (code)
         fprintf(stderr, "wan generate: %s\n", err[0] ? err : wan_status_str(rc));
     for (int i = 0; i < dump.n; i++)

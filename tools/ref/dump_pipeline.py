@@ -195,6 +195,7 @@ def check_prompt_tokens(pipe):
 
 def main():
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # one reduction order, so that two runs give identical files
     torch.use_deterministic_algorithms(True)
     os.makedirs(OUT, exist_ok=True)
     pipes = load_pipes()

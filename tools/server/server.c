@@ -208,6 +208,8 @@ static enum MHD_Result h_content(server *sv, struct MHD_Connection *c, const cha
     if (range < 0) {
         close(fd);
         struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
         snprintf(cr, sizeof cr, "bytes */%lld", (long long)size);
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
         enum MHD_Result q = MHD_queue_response(c, 416, r);
@@ -519,7 +521,7 @@ static int parse_args(int argc, char **argv, srv_config *cfg, char *keybuf, size
     cfg->api_key = getenv("WAN_API_KEY");
     if (cfg->api_key && !*cfg->api_key)
         cfg->api_key = NULL;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long x;
         if (!strcmp(a, "--help") || !strcmp(a, "-h"))
@@ -563,7 +565,6 @@ static int parse_args(int argc, char **argv, srv_config *cfg, char *keybuf, size
                 fprintf(stderr, "wan serve: %s needs a value\n", a);
             return -1;
         }
-        i++;
     }
     if (!cfg->model_dir) {
         fprintf(stderr, "wan serve: --model DIR is required\n");
