@@ -304,8 +304,10 @@ static wan_status denoise(loop_state *ls, wan_scheduler_t *s, float *x, const wa
         float g = (float)(expert ? pl->cfg2 : pl->cfg);
         wan_host_tensor v = { 0 };
         rc = predict(ls, expert, ts[i], x, tbuf, pe, ne, g, &v);
-        if (rc != WAN_OK)
+        if (rc != WAN_OK) {
+            wan_host_tensor_free(&v); /* the conditional pass may have filled it */
             break;
+        }
         char msg[WAN_ERRMSG_MAX];
         rc = wan_scheduler_step(s, v.data, x, x, (size_t)pl->n, msg, sizeof msg);
         wan_host_tensor_free(&v);
