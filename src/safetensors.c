@@ -1,6 +1,7 @@
 /* safetensors.c — parsing, validation and memory mapping of safetensors files and shard sets. */
 #define _DEFAULT_SOURCE
 #include "safetensors.h"
+#include "pth.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -274,7 +275,9 @@ wan_status wan_st_open(const char *path, wan_st_file **out, wan_error *err)
             munmap((void *)map, size);
         return wan_err(err, WAN_ERR_NOMEM, "%s: out of memory", path);
     }
-    wan_status rc = wan_st_parse(path, map ? map : empty, size, f, err);
+    /* a zip archive is a torch.save .pth state dict: same entries, read by the restricted unpickler */
+    wan_status rc = map && wan_pth_is_zip(map, size) ? wan_pth_parse(path, map, size, f, err)
+                                                     : wan_st_parse(path, map ? map : empty, size, f, err);
     if (rc != WAN_OK) {
         if (map)
             munmap((void *)map, size);

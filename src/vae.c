@@ -307,21 +307,20 @@ static wan_status load_gamma(vae_run *r, const char *prefix, const char *stem, i
 
 /* ---- building blocks -------------------------------------------------------------------------- */
 
-/* Below this many multiply-adds a GEMM runs on one thread: waking the BLAS pool costs more. */
+/* Below this many multiply-adds a convolution runs on one thread: a fork/join costs more. */
 #define SMALL_MACS 1e8
+/* im2col floats per thread and row block (4 MiB): B panels of a few hundred columns or more. */
+#define SCRATCH_PER_THREAD ((size_t)1 << 20)
 
 static wan_status conv_run(vae_run *r, const wan_conv_geom *g, int ntaps, const float *w, const float *b,
                            const float *const *taps, float *out)
 {
-    size_t need = wan_conv_scratch_min(g);
-    if (need) {
-        size_t want = need > ((size_t)1 << 21) ? need : ((size_t)1 << 21);
-        if (!ensure(r, &r->scratch, want))
-            return r->err->code;
-    }
     double macs = (double)g->cout * g->cin * g->kh * g->kw * g->ho * g->wo * ntaps;
-    wan_cpu_set_threads(macs < SMALL_MACS ? 1 : r->nt);
-    wan_conv_taps(g, ntaps, w, b, taps, out, r->scratch.d, r->scratch.cap);
+    int nt = macs < SMALL_MACS ? 1 : r->nt;
+    size_t need = wan_conv_scratch_min(g);
+    if (need && !ensure(r, &r->scratch, (size_t)nt * (need > SCRATCH_PER_THREAD ? need : SCRATCH_PER_THREAD)))
+        return r->err->code;
+    wan_conv_taps(g, ntaps, w, b, taps, out, r->scratch.d, r->scratch.cap, nt);
     return WAN_OK;
 }
 
@@ -472,7 +471,8 @@ static wan_status op_attn(vae_run *r, const vae_op *op, vae_act *cur)
     rows = rows < 1 ? 1 : rows > npix ? npix : rows;
     size_t fs = (size_t)c * npix;
     float *x = act_data(r, cur);
-    if (!ensure(r, &r->attn, 4 * fs + (size_t)rows * npix) || !ensure(r, &r->bufs[A], fs))
+    int nt = (double)c * npix * npix < SMALL_MACS ? 1 : r->nt;
+    if (!ensure(r, &r->attn, 4 * fs + (size_t)nt * rows * npix) || !ensure(r, &r->bufs[A], fs))
         return r->err->code;
     float *qkv = r->attn.d, *o = qkv + 3 * fs, *s = o + fs, *y = r->bufs[A].d;
     vae_act one = { .c = c, .n = 1, .h = cur->h, .w = cur->w };
@@ -486,8 +486,7 @@ static wan_status op_attn(vae_run *r, const vae_op *op, vae_act *cur)
             rc = conv_run(r, &gq, 1, r->w.d, r->b.d, &tap, qkv);
         if (rc != WAN_OK)
             break;
-        wan_cpu_set_threads((double)c * npix * npix < SMALL_MACS ? 1 : r->nt);
-        wan_attention_frame(qkv, o, c, npix, s, rows);
+        wan_attention_frame(qkv, o, c, npix, s, rows, nt);
         tap = o;
         rc = conv_run(r, &gp, 1, r->w2.d, r->b2.d, &tap, y);
         for (size_t i = 0; i < fs; i++)
@@ -1000,7 +999,9 @@ wan_vae_params wan_vae_default_params(void)
     return p;
 }
 
-/* Threads for one call: OpenMP (this thread's setting) and OpenBLAS (process-wide), restored after. */
+/* Threads for one call: an OpenMP team of n (this thread's setting), each thread calling a single-threaded
+ * sgemm on its own share, so OpenBLAS's own pool is set to 1 thread (process-wide); both restored after.
+ * (OpenBLAS's pthread pool next to OpenMP regions spins against it: 2.7x the CPU time on 2 cores.) */
 typedef struct vae_threads {
     int omp, blas;
 } vae_threads;
@@ -1010,7 +1011,7 @@ static vae_threads threads_enter(vae_run *r, int n)
     vae_threads t = { omp_get_max_threads(), openblas_get_num_threads() };
     r->nt = n > 0 ? n : t.omp;
     omp_set_num_threads(r->nt);
-    openblas_set_num_threads(r->nt);
+    openblas_set_num_threads(1);
     return t;
 }
 

@@ -177,7 +177,7 @@ expect "no prompt" 2 "give --prompt, --prompt-file or --prompt-embeds" "$WAN" ge
     >$T/int.log 2>&1 &
 pid=$!
 i=0
-while [ $i -lt 100 ] && ! grep -q "denoise" $T/int.log 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+while [ $i -lt 300 ] && ! grep -q "denoise" $T/int.log 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
 kill -INT $pid
 t0=$(date +%s)
 wait $pid

@@ -573,7 +573,7 @@ TEST(vae_missing_tensor)
 /* ---- kernels ----------------------------------------------------------------------------------- */
 
 /* The im2col + GEMM convolution against a naive loop: stride 1 and 2, both paddings, x2 upsampling,
- * small scratch (row blocks of one row), missing temporal taps. */
+ * small scratch (row blocks of one row), a missing temporal tap, one and two threads. */
 TEST(vae_conv_kernel)
 {
     const int cin = 3, cout = 5, h = 6, w = 7;
@@ -591,7 +591,8 @@ TEST(vae_conv_kernel)
         wan_conv_geom g = wan_conv_geom_make(cin, cout, H, W, k, cases[c].stride, cases[c].same, cases[c].up2);
         const float *taps[2] = { NULL, in[1] };
         size_t sc = wan_conv_scratch_min(&g);
-        wan_conv_taps(&g, 2, wt, b, taps, out, scratch, sc ? sc : 1);
+        int nt = 1 + (int)(c % 2); /* one and two threads (row bands) */
+        wan_conv_taps(&g, 2, wt, b, taps, out, scratch, sc ? nt * sc : 1, nt);
         int pad = g.pad, K = cin * k * k;
         for (int o = 0; o < cout; o++)
             for (int y = 0; y < g.ho; y++)

@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 
@@ -70,44 +71,66 @@ static void im2col(const wan_conv_geom *g, const float *in, int y0, int y1, floa
     const int rows = g->cin * kk;
     const size_t n = (size_t)(y1 - y0) * g->wo;
     const size_t plane = (size_t)(g->up2 ? (g->h / 2) * (g->w / 2) : g->h * g->w);
-#pragma omp parallel for schedule(static) if ((size_t)rows * n >= WAN_PAR_MIN)
     for (int k = 0; k < rows; k++) {
         int ci = k / kk, rs = k % kk;
         im2col_row(g, in + (size_t)ci * plane, rs / g->kw, rs % g->kw, y0, y1, B + (size_t)k * n);
     }
 }
 
-void wan_conv_taps(const wan_conv_geom *g, int ntaps, const float *w, const float *bias,
-                   const float *const *in, float *out, float *scratch, size_t scratch_floats)
+/* One thread's share: output pixels [p0, p1) of a 1x1 convolution. */
+static void direct_part(const wan_conv_geom *g, int ntaps, const float *w, const float *const *in, float *out,
+                        size_t p0, size_t p1)
 {
     const size_t hw = (size_t)g->ho * g->wo;
+    for (int a = 0; a < ntaps; a++)
+        if (in[a] && p1 > p0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, (int)(p1 - p0), g->cin, 1.0f,
+                        w + (size_t)a * g->cout * g->cin, g->cin, in[a] + p0, (int)hw, 1.0f, out + p0, (int)hw);
+}
+
+/* One thread's share: output rows [r0, r1), im2col in blocks of rows that fit its scratch. */
+static void rows_part(const wan_conv_geom *g, int ntaps, const float *w, const float *const *in, float *out,
+                      int r0, int r1, float *scratch, size_t scratch_floats)
+{
+    const size_t hw = (size_t)g->ho * g->wo, per_row = (size_t)g->cin * g->kh * g->kw * g->wo;
     const int K = g->cin * g->kh * g->kw;
-    for (int o = 0; o < g->cout; o++) {
-        float b = bias ? bias[o] : 0.0f, *dst = out + (size_t)o * hw;
-        for (size_t i = 0; i < hw; i++)
-            dst[i] = b;
-    }
-    if (is_direct(g)) {
-        for (int a = 0; a < ntaps; a++)
-            if (in[a])
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, (int)hw, K, 1.0f,
-                            w + (size_t)a * g->cout * K, K, in[a], (int)hw, 1.0f, out, (int)hw);
-        return;
-    }
-    size_t per_row = (size_t)K * g->wo;
     int block = (int)(scratch_floats / per_row);
     if (block < 1)
-        block = 1; /* the caller guarantees scratch_floats >= wan_conv_scratch_min */
-    for (int y0 = 0; y0 < g->ho; y0 += block) {
-        int y1 = y0 + block < g->ho ? y0 + block : g->ho;
+        block = 1; /* the caller guarantees at least wan_conv_scratch_min per thread */
+    for (int y0 = r0; y0 < r1; y0 += block) {
+        int y1 = y0 + block < r1 ? y0 + block : r1;
         int n = (y1 - y0) * g->wo;
         for (int a = 0; a < ntaps; a++) {
             if (!in[a])
                 continue;
             im2col(g, in[a], y0, y1, scratch);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, n, K, 1.0f,
-                        w + (size_t)a * g->cout * K, K, scratch, n, 1.0f, out + (size_t)y0 * g->wo,
-                        (int)hw);
+                        w + (size_t)a * g->cout * K, K, scratch, n, 1.0f, out + (size_t)y0 * g->wo, (int)hw);
+        }
+    }
+}
+
+void wan_conv_taps(const wan_conv_geom *g, int ntaps, const float *w, const float *bias,
+                   const float *const *in, float *out, float *scratch, size_t scratch_floats, int nt)
+{
+    const size_t hw = (size_t)g->ho * g->wo;
+    if (nt > g->ho)
+        nt = g->ho > 0 ? g->ho : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        const int r0 = (int)((int64_t)g->ho * tid / nth), r1 = (int)((int64_t)g->ho * (tid + 1) / nth);
+        const size_t p0 = (size_t)r0 * g->wo, p1 = (size_t)r1 * g->wo;
+        for (int o = 0; o < g->cout; o++) {
+            float b = bias ? bias[o] : 0.0f, *dst = out + (size_t)o * hw;
+            for (size_t i = p0; i < p1; i++)
+                dst[i] = b;
+        }
+        if (is_direct(g)) {
+            direct_part(g, ntaps, w, in, out, p0, p1);
+        } else {
+            size_t share = scratch_floats / (size_t)nth;
+            rows_part(g, ntaps, w, in, out, r0, r1, scratch + (size_t)tid * share, share);
         }
     }
 }
@@ -146,17 +169,19 @@ void wan_rms_norm_silu(const float *x, float *y, int c, size_t hw, const float *
     }
 }
 
-void wan_attention_frame(const float *qkv, float *o, int c, int n, float *s, int rows)
+void wan_attention_frame(const float *qkv, float *o, int c, int n, float *s, int rows, int nt)
 {
     const float *q = qkv, *k = qkv + (size_t)c * n, *v = qkv + (size_t)2 * c * n;
     const float scale = 1.0f / sqrtf((float)c);
-    for (int i0 = 0; i0 < n; i0 += rows) {
-        int nb = i0 + rows < n ? rows : n - i0;
-        /* s[nb, n] = q[:, i0:i0+nb]^T k * scale */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nb, n, c, scale, q + i0, n, k, n, 0.0f, s, n);
-#pragma omp parallel for schedule(static) if ((size_t)nb * n >= WAN_PAR_MIN)
+    const int nblk = (n + rows - 1) / rows;
+#pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1 && nblk > 1)
+    for (int blk = 0; blk < nblk; blk++) {
+        const int i0 = blk * rows, nb = i0 + rows < n ? rows : n - i0;
+        float *sb = s + (size_t)omp_get_thread_num() * rows * n;
+        /* sb[nb, n] = q[:, i0:i0+nb]^T k * scale */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nb, n, c, scale, q + i0, n, k, n, 0.0f, sb, n);
         for (int i = 0; i < nb; i++) {
-            float *row = s + (size_t)i * n, mx = -FLT_MAX, sum = 0.0f;
+            float *row = sb + (size_t)i * n, mx = -FLT_MAX, sum = 0.0f;
             for (int j = 0; j < n; j++)
                 mx = row[j] > mx ? row[j] : mx;
             for (int j = 0; j < n; j++) {
@@ -167,7 +192,7 @@ void wan_attention_frame(const float *qkv, float *o, int c, int n, float *s, int
             for (int j = 0; j < n; j++)
                 row[j] *= inv;
         }
-        /* o[:, i0:i0+nb] = v s^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, nb, n, 1.0f, v, n, s, n, 0.0f, o + i0, n);
+        /* o[:, i0:i0+nb] = v sb^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, nb, n, 1.0f, v, n, sb, n, 0.0f, o + i0, n);
     }
 }

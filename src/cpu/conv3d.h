@@ -36,10 +36,12 @@ size_t wan_conv_scratch_min(const wan_conv_geom *g);
 
 /* out[cout, ho*wo] = bias + sum over taps a with in[a] != NULL of W[a] (*) in[a].
  * w: [ntaps][cout][cin*kh*kw] (each tap a cross-correlation kernel, PyTorch order inside); bias [cout];
- * in[a]: [cin, h, w] (or [cin, h/2, w/2] with up2). `scratch` holds scratch_floats >= wan_conv_scratch_min
- * floats; more scratch means larger row blocks. */
+ * in[a]: [cin, h, w] (or [cin, h/2, w/2] with up2). Runs on nt OpenMP threads, each taking a band of
+ * output rows and calling sgemm itself (so OpenBLAS should be single-threaded meanwhile). `scratch` holds
+ * scratch_floats >= nt * wan_conv_scratch_min floats, split evenly between the threads; more scratch
+ * means larger row blocks. */
 void wan_conv_taps(const wan_conv_geom *g, int ntaps, const float *w, const float *bias,
-                   const float *const *in, float *out, float *scratch, size_t scratch_floats);
+                   const float *const *in, float *out, float *scratch, size_t scratch_floats, int nt);
 
 /* Channel RMS norm then SiLU (silu=0: norm only) over one frame [c, hw], in place allowed:
  * y = x / max(||x[:, p]||_2, 1e-12) * sqrt(c) * gamma[c], then y * sigmoid(y). `ss` holds hw floats. */
@@ -47,7 +49,8 @@ void wan_rms_norm_silu(const float *x, float *y, int c, size_t hw, const float *
 
 /* Single-head self-attention over the n = hw tokens of one frame, head dim c (vae.md 2.5 without the
  * norm and projections): o[:, i] = sum_j softmax_j(q[:, i] . k[:, j] / sqrt(c)) v[:, j].
- * qkv: [3c, n] (q, k, v stacked), o: [c, n]; `s` holds rows*n floats (rows >= 1 query rows per block). */
-void wan_attention_frame(const float *qkv, float *o, int c, int n, float *s, int rows);
+ * qkv: [3c, n] (q, k, v stacked), o: [c, n]. Blocks of `rows` queries are spread over nt OpenMP threads
+ * (single-threaded sgemm in each); `s` holds nt*rows*n floats. */
+void wan_attention_frame(const float *qkv, float *o, int c, int n, float *s, int rows, int nt);
 
 #endif /* WAN_CPU_CONV3D_H */
