@@ -4,20 +4,7 @@
 B=${1:-build}
 WAN="$B/wan"
 F=tests/fixtures
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "[  OK  ] $1"; }
-ko() { fail=$((fail + 1)); echo "[ FAIL ] $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /'; }
-
-# expect NAME EXIT_CODE PATTERN CMD... : runs CMD, checks its exit code and that the combined output
-# matches the grep -E PATTERN.
-expect() {
-    name=$1 code=$2 pat=$3
-    shift 3
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -eq "$code" ] && printf '%s\n' "$out" | grep -Eq -- "$pat"; then ok "$name"; else ko "$name (exit $rc)" "$out"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 expect "wan --help" 0 "wan info PATH" "$WAN" --help
 expect "wan with no command" 2 "usage" "$WAN"
@@ -44,5 +31,4 @@ expect "wan encode-prompt usage" 2 "usage: wan encode-prompt" "$WAN" encode-prom
 expect "wan run text-encoder" 0 "^$" "$WAN" run text-encoder --model $F/tiny-wan22-t2v --in $F/umt5/run_input.safetensors --out $T/te.safetensors
 rm -rf "$T"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

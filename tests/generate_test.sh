@@ -8,24 +8,11 @@ WAN="$B/wan"
 F=tests/fixtures
 M=$F/tiny-wan22-t2v
 P=$F/pipeline
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "[  OK  ] $1"; }
-ko() { fail=$((fail + 1)); echo "[ FAIL ] $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /'; }
+. "$(dirname "$0")/lib.sh"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 # the tiny models run fastest on one thread (the machine is shared)
 SMALL="--model $M --size 48x32 --frames 9 --steps 2 --threads 1 --quiet"
-
-# expect NAME EXIT_CODE PATTERN CMD... : runs CMD, checks its exit code and that the combined output
-# matches the grep -E PATTERN.
-expect() {
-    name=$1 code=$2 pat=$3
-    shift 3
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -eq "$code" ] && printf '%s\n' "$out" | grep -Eq -- "$pat"; then ok "$name"; else ko "$name (exit $rc)" "$out"; fi
-}
 
 # st_header FILE: the JSON header of a safetensors file
 st_header() {
@@ -189,5 +176,4 @@ else
     ko "Ctrl-C: exit $rc after ${dt} s" "$(ls $T; tail -n 3 $T/int.log)"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

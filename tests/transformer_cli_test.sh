@@ -6,18 +6,7 @@ WAN="$B/wan"
 F=tests/fixtures
 T=$F/transformer
 out=$(mktemp -d)
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "[  OK  ] $1"; }
-ko() { fail=$((fail + 1)); echo "[ FAIL ] $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /'; }
-expect() {
-    name=$1 code=$2 pat=$3
-    shift 3
-    o=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -eq "$code" ] && printf '%s\n' "$o" | grep -Eq -- "$pat"; then ok "$name"; else ko "$name (exit $rc)" "$o"; fi
-}
-
+. "$(dirname "$0")/lib.sh"
 expect "run transformer: pipeline, high expert" 0 "high-noise expert, sample \[1, 16, 3, 8, 12\]" \
     "$WAN" run transformer --model $F/tiny-wan22-t2v --in $T/t2v_high.safetensors --out "$out/a.safetensors" --threads 2
 if [ -s "$out/a.safetensors" ]; then ok "run transformer: output written"; else ko "run transformer: output written"; fi
@@ -39,5 +28,4 @@ expect "run transformer: input file without the tensors" 1 "no tensor named 'hid
     "$WAN" run transformer --model $F/tiny-wan22-t2v --in "$out/a.safetensors" --out "$out/i.safetensors"
 
 rm -rf "$out"
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -5,10 +5,7 @@ B=${1:-build}
 WAN="$B/wan"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "[  OK  ] $1"; }
-ko() { fail=$((fail + 1)); echo "[ FAIL ] $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /'; }
+. "$(dirname "$0")/lib.sh"
 
 # A safetensors file with frames U8 [9,32,48,3]: header length (8 bytes LE), JSON header, 41472 bytes.
 hdr='{"frames":{"dtype":"U8","shape":[9,32,48,3],"data_offsets":[0,41472]}}'
@@ -19,14 +16,6 @@ printf '%s' "$hdr" >> "$T/in.safetensors"
 LC_ALL=C awk 'BEGIN { for (f = 0; f < 9; f++) for (y = 0; y < 32; y++) for (x = 0; x < 48; x++)
              printf "%c%c%c", 16 + x * 4, 16 + y * 6, 40 + f * 20 }' </dev/null |
     LC_ALL=C head -c 41472 >> "$T/in.safetensors"
-
-expect() { # NAME EXIT_CODE PATTERN CMD...
-    name=$1 code=$2 pat=$3
-    shift 3
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -eq "$code" ] && printf '%s\n' "$out" | grep -Eq -- "$pat"; then ok "$name"; else ko "$name (exit $rc)" "$out"; fi
-}
 
 expect "run video: mp4" 0 "wrote .*clip.mp4: 9 frames, 48x32, 16 fps" \
     "$WAN" run video --in "$T/in.safetensors" --out "$T/clip.mp4" --fps 16 --json '{"seed": 1}'
@@ -63,5 +52,4 @@ if command -v ffprobe >/dev/null 2>&1; then
 else
     echo "[ SKIP ] ffprobe not installed: container checks left to tests/test_video.c"
 fi
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
