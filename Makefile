@@ -79,6 +79,15 @@ fuzz:
 	  build-fuzz/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build-fuzz/corpus/$$t || exit 1; \
 	done
 
+# Side-by-side benchmarks (bench/README.md): every bench/*.c is one program in $(BUILD)/bench/. `bench/run_all.sh`
+# builds and runs them all.
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+bench: $(BENCH_BIN)
+
+$(BUILD)/bench/%: bench/%.c bench/bench.h $(BUILD)/libwan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libwan.a $(LDFLAGS) $(LDLIBS)
+
 clean:
 	rm -rf build build-san build-fuzz
 

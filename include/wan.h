@@ -504,7 +504,97 @@ typedef struct wan_generate_params {
     void *progress_user;
     wan_step_fn on_step;
     void *step_user;
+    const struct wan_lora_use *loras; /* optional LoRA adapters for this call (see "LoRA adapters"); NULL: none */
+    int n_loras;
+    int lora_mode;                   /* a wan_lora_mode: how they are applied (0: WAN_LORA_RUNTIME)      */
 } wan_generate_params;
+
+/* ---------------------------------------------------------------------------------------------
+ * LoRA adapters
+ *
+ * A wan_lora_t is one adapter file, opened (memory-mapped) and parsed once; like a model it is read-only
+ * after load and may be shared by any number of threads and requests. Which adapters a generation uses,
+ * at what strength and on which expert is a property of the request (wan_generate_params.loras): the model
+ * is never changed, so one loaded model can serve requests with different LoRAs at the same time.
+ *
+ * Key formats (told apart per key by its prefix):
+ *   diffusers / PEFT   transformer.blocks.0.attn1.to_q.lora_A.weight, .lora_B.weight, optional .lora_B.bias;
+ *                      scale = lora_alpha / r (use_rslora: / sqrt(r); alpha_pattern honoured) from the
+ *                      safetensors metadata "lora_adapter_metadata" that diffusers writes, else 1 (alpha = r,
+ *                      as diffusers); a non-standard ".alpha" key is honoured too. Prefixes "transformer.",
+ *                      "base_model.model." or none.
+ *   original / ComfyUI diffusion_model.blocks.0.self_attn.q.lora_down.weight, .lora_up.weight (or lora_A/lora_B),
+ *                      .alpha, and full deltas .diff (weight-shaped; also norms, modulation, patch_embedding)
+ *                      and .diff_b (bias-shaped)
+ *   kohya / musubi     lora_unet_blocks_0_self_attn_q.lora_down.weight, .lora_up.weight, .alpha
+ * Low-rank terms change a Linear W [out, in] by ΔW = strength · scale · B·A with scale = alpha / rank when
+ * the file gives an alpha (as diffusers' converters fold it), else 1; full deltas add strength · diff
+ * (ComfyUI's semantics; diffusers drops or ignores most .diff keys, see docs/MODEL.md).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Opaque handle: a loaded adapter file. */
+typedef struct wan_lora wan_lora_t;
+
+/* Which expert(s) an adapter applies to. WAN_LORA_DEFAULT is diffusers' load_lora_weights default: the
+ * `transformer` (the high-noise expert of Wan2.2 A14B, or the only expert); diffusers' load_into_transformer_2
+ * = True is WAN_LORA_LOW. */
+typedef enum wan_lora_target {
+    WAN_LORA_DEFAULT = 0,
+    WAN_LORA_HIGH = 1,  /* transformer (high-noise expert)  */
+    WAN_LORA_LOW = 2,   /* transformer_2 (low-noise expert) */
+    WAN_LORA_BOTH = 3
+} wan_lora_target;
+
+/* How adapters are applied. Results agree to float rounding (merged in BF16/F16 rounds W + ΔW once). */
+typedef enum wan_lora_mode {
+    WAN_LORA_RUNTIME = 0, /* y = x·Wᵀ + b + (x·Aᵀ)·(s·B)ᵀ per linear: the mapped weights stay untouched and
+                             shared; costs ≈ rank·(in+out)/(in·out) more compute (r 64 on 5120²: 2.5%).
+                             Full deltas (.diff) are still merged, into an f32 copy of that one weight.  */
+    WAN_LORA_MERGE,       /* W' = round(W + ΔW) to the stored dtype, in private copies of every changed
+                             weight (made when the expert's steps start, freed when they end): no compute
+                             cost, the memory of the changed weights again                                */
+    WAN_LORA_MERGE_F32    /* W' = W + ΔW kept in f32 copies (no rounding; twice the memory of BF16 weights) */
+} wan_lora_mode;
+
+/* One adapter of a request. */
+typedef struct wan_lora_use {
+    const wan_lora_t *lora; /* a loaded adapter, or NULL: `path` is loaded for the call and freed after     */
+    const char *path;
+    double scale;           /* strength m (diffusers' set_adapters weight / fuse_lora lora_scale); 1 = as
+                               trained, 0 = off                                                            */
+    wan_lora_target target;
+} wan_lora_use;
+
+/* Opens and parses an adapter file (memory-mapped). Every key is mapped to a transformer tensor; keys in no
+ * known format (e.g. DoRA's dora_scale, LoCon's lora_mid) are logged by name as warnings and ignored (see
+ * wan_lora_info.n_unknown). On success *out owns the adapter (wan_lora_free). Errors: WAN_ERR_IO,
+ * WAN_ERR_FORMAT (corrupt safetensors; lora_A without lora_B or the reverse; A and B ranks that differ; a
+ * malformed alpha or metadata: the message names the file and the key), WAN_ERR_UNSUPPORTED (a tensor dtype
+ * other than F32/F16/BF16, a regular-expression alpha_pattern), WAN_ERR_NOT_FOUND (no key in any known
+ * format). Thread-safe. */
+wan_status wan_lora_load(const char *path, wan_lora_t **out, char *err, size_t errlen);
+
+/* Frees an adapter. It must not be in use by a running wan_generate. NULL is allowed. */
+void wan_lora_free(wan_lora_t *lora);
+
+typedef struct wan_lora_info {
+    const char *format;   /* "diffusers", "original", "kohya" (the first key's), borrowed            */
+    int n_lowrank;        /* low-rank (A, B) pairs                                                   */
+    int n_delta;          /* full deltas (.diff, .diff_b, lora_B.bias)                               */
+    int rank_min, rank_max;
+    int n_unknown;        /* keys ignored (named in the log at load)                                 */
+} wan_lora_info;
+
+/* Describes a loaded adapter. Returns WAN_ERR_INVALID_ARG for NULL arguments. */
+wan_status wan_lora_get_info(const wan_lora_t *lora, wan_lora_info *info);
+
+/* Checks an adapter against a model for `target`, as wan_generate does before it starts: every key must fit
+ * the shape of the tensor it changes (else WAN_ERR_SHAPE naming the key, the file and both shapes); keys
+ * whose tensor the expert lacks are logged as warnings; when none matches, WAN_ERR_NOT_FOUND (an adapter
+ * that changes nothing is an error, not a silent no-op). WAN_LORA_LOW on a one-expert model is
+ * WAN_ERR_INVALID_ARG. Thread-safe (both are only read). */
+wan_status wan_lora_check(const wan_model_t *model, const wan_lora_t *lora, wan_lora_target target, char *err,
+                          size_t errlen);
 
 /* A generated clip. Owned by the caller after wan_generate; release with wan_video_free. */
 typedef struct wan_video {
@@ -740,7 +830,8 @@ wan_status wan_video_write_sidecar(const char *output_path, const char *json, ch
  * already de-normalised by the pipeline (latents / (1/latents_std) + latents_mean, per channel).
  * Every buffer a call allocates is freed before it returns (wan_mem_current() grows only by the tensor
  * returned). Thread-safety: the model is only read, so calls on different threads may share it; each
- * call uses n_threads OpenMP threads and sets the process-wide OpenBLAS thread count for its duration.
+ * call uses n_threads OpenMP threads, each running single-threaded OpenBLAS GEMMs, and sets the
+ * process-wide OpenBLAS thread count to 1 for its duration (restored after).
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct wan_vae_params {
@@ -787,6 +878,51 @@ wan_status wan_vae_decode(const wan_model_t *model, const wan_host_tensor *z, co
  * errors as wan_vae_decode. */
 wan_status wan_vae_encode(const wan_model_t *model, const wan_host_tensor *x, const wan_vae_params *params,
                           wan_host_tensor *latent_mean, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------------------------------------
+ * Converting checkpoints between layouts (`wan convert`)
+ *
+ * Any model wan_model_load opens (a diffusers folder, an original Wan release with its .pth files, single
+ * .safetensors/.pth files) can be written out again as a diffusers WanPipeline folder that diffusers'
+ * WanPipeline.from_pretrained loads, or in the original Wan release layout. Tensors are copied bit for bit
+ * unless a dtype is asked for.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum wan_convert_layout {
+    WAN_CONVERT_DIFFUSERS = 0, /* model_index.json; transformer/, transformer_2/, text_encoder/, tokenizer/,
+                                  vae/, scheduler/ with config.json files (diffusers/transformers field names)
+                                  and safetensors shards with *.safetensors.index.json (weight_map,
+                                  metadata.total_size)                                                     */
+    WAN_CONVERT_ORIGINAL       /* high_noise_model/ + low_noise_model/ (or the DiT at the root when there is
+                                  one expert) with WanModel config.json and original tensor names,
+                                  Wan2.1_VAE.safetensors / Wan2.2_VAE.safetensors,
+                                  models_t5_umt5-xxl-enc-bf16.safetensors, google/umt5-xxl/ tokenizer files  */
+} wan_convert_layout;
+
+typedef struct wan_convert_params {
+    wan_convert_layout layout;
+    int dtype;           /* < 0: keep every tensor's dtype; WAN_DTYPE_F32, F16 or BF16: convert every F32/F16/BF16
+                            tensor (round to nearest even, as torch's .to()); integer tensors are kept       */
+    int64_t shard_bytes; /* largest shard in bytes of tensor data (a bigger single tensor gets its own shard);
+                            a component that fits in one shard is one file without an index              */
+} wan_convert_params;
+
+/* Defaults, by value: diffusers layout, dtypes kept, 5 GB (5·10^9 bytes) shards. */
+wan_convert_params wan_convert_default_params(void);
+
+/* Writes `model` to the folder `dst`, which must not exist. The output is built in a new folder
+ * "<dst>.tmp-XXXXXX" beside it; every file and folder is fsync'ed; at the end that folder is renamed to
+ * `dst` (without replacing anything). On failure the temporary folder is removed, so nothing named `dst`
+ * appears; a process killed half-way leaves only the ".tmp-" folder (in the diffusers layout its
+ * model_index.json, written last, is missing). Configs are written from the loaded typed configs (a source
+ * without a config.json gets the one inferred at load; the original layout has no scheduler, so the
+ * diffusers converter's UniPC config is written). The mapped weights of each component are released as
+ * soon as they are written. `params` may be NULL for the defaults. Errors: WAN_ERR_INVALID_ARG (bad
+ * params, original layout without a transformer), WAN_ERR_IO (dst exists, a write, fsync or rename
+ * failed: the message names the path and the OS reason), WAN_ERR_FORMAT (two tensors would get the same
+ * name), WAN_ERR_NOMEM. Thread-safe for distinct destinations (the model is only read). */
+wan_status wan_model_convert(const wan_model_t *model, const char *dst, const wan_convert_params *params,
+                             char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

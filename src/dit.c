@@ -4,6 +4,7 @@
 #include "cpu/attention.h"
 #include "cpu/gemm.h"
 #include "cpu/ops.h"
+#include "lora.h"
 #include "model_dir.h"
 
 #include <math.h>
@@ -183,6 +184,73 @@ void wan_dit_free(wan_dit *d)
     memset(d, 0, sizeof *d);
 }
 
+/* Appends one entry when there is room; counts it either way. */
+static void put_param(wan_dit_param *out, int cap, int *n, const char *name, wan_dit_linear *lin, const float *vec,
+                      int64_t len)
+{
+    if (*n < cap) {
+        wan_dit_param *p = &out[*n];
+        snprintf(p->name, sizeof p->name, "%s", name);
+        p->lin = lin;
+        p->vec = (float *)vec; /* the f32 copies live in dit->vec, which the wan_dit owns */
+        p->n = len;
+    }
+    (*n)++;
+}
+
+static void put_linear(wan_dit_param *out, int cap, int *n, const char *prefix, wan_dit_linear *l)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    put_param(out, cap, n, name, l, NULL, 0);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    put_param(out, cap, n, name, NULL, l->b, l->w.ne[0]);
+}
+
+int wan_dit_params(wan_dit *d, wan_dit_param *out, int cap)
+{
+    static const char *const attn_lin[4] = { "to_q", "to_k", "to_v", "to_out.0" };
+    const int64_t D = d->D;
+    int n = 0;
+    char p[96];
+    put_linear(out, cap, &n, "patch_embedding", &d->patch);
+    put_linear(out, cap, &n, "condition_embedder.time_embedder.linear_1", &d->t1);
+    put_linear(out, cap, &n, "condition_embedder.time_embedder.linear_2", &d->t2);
+    put_linear(out, cap, &n, "condition_embedder.time_proj", &d->tproj);
+    put_linear(out, cap, &n, "condition_embedder.text_embedder.linear_1", &d->c1);
+    put_linear(out, cap, &n, "condition_embedder.text_embedder.linear_2", &d->c2);
+    put_linear(out, cap, &n, "proj_out", &d->out);
+    put_param(out, cap, &n, "scale_shift_table", NULL, d->sst_out, 2 * D);
+    for (int i = 0; i < d->cfg.num_layers; i++) {
+        wan_dit_block *b = &d->blocks[i];
+        for (int a = 0; a < 2; a++) {
+            wan_dit_linear *lins[4] = { a ? &b->q2 : &b->q, a ? &b->k2 : &b->k, a ? &b->v2 : &b->v,
+                                        a ? &b->o2 : &b->o };
+            for (int j = 0; j < 4; j++) {
+                snprintf(p, sizeof p, "blocks.%d.attn%d.%s", i, a + 1, attn_lin[j]);
+                put_linear(out, cap, &n, p, lins[j]);
+            }
+            snprintf(p, sizeof p, "blocks.%d.attn%d.norm_q.weight", i, a + 1);
+            put_param(out, cap, &n, p, NULL, a ? b->norm_q2 : b->norm_q, D);
+            snprintf(p, sizeof p, "blocks.%d.attn%d.norm_k.weight", i, a + 1);
+            put_param(out, cap, &n, p, NULL, a ? b->norm_k2 : b->norm_k, D);
+        }
+        snprintf(p, sizeof p, "blocks.%d.ffn.net.0.proj", i);
+        put_linear(out, cap, &n, p, &b->ff1);
+        snprintf(p, sizeof p, "blocks.%d.ffn.net.2", i);
+        put_linear(out, cap, &n, p, &b->ff2);
+        snprintf(p, sizeof p, "blocks.%d.scale_shift_table", i);
+        put_param(out, cap, &n, p, NULL, b->sst, 6 * D);
+        if (b->norm2_w) {
+            snprintf(p, sizeof p, "blocks.%d.norm2.weight", i);
+            put_param(out, cap, &n, p, NULL, b->norm2_w, D);
+            snprintf(p, sizeof p, "blocks.%d.norm2.bias", i);
+            put_param(out, cap, &n, p, NULL, b->norm2_b, D);
+        }
+    }
+    return n;
+}
+
 /* ---- forward ---------------------------------------------------------------------------------- */
 
 typedef struct dit_run {
@@ -200,6 +268,7 @@ typedef struct dit_run {
     float *patches, *p;             /* [L, Kp], [L, Op]                                  */
     float *rope_t, *rope_h, *rope_w;/* per-axis cos/sin tables                           */
     float *lin;                     /* linear-layer conversion scratch                   */
+    float *lora;                    /* LoRA low-rank products, per thread (NULL: no LoRA) */
     void *att;                      /* attention scratch                                 */
     const wan_dit_probe *probe;
 } dit_run;
@@ -254,12 +323,15 @@ static void plan(dit_run *r, wan_arena *a, size_t *need)
     r->rope_h = take(a, need, (int64_t)r->nh * d->rope_h * f4);
     r->rope_w = take(a, need, (int64_t)r->nw * d->rope_w * f4);
     r->lin = take(a, need, max_i64(1, linear_scratch_max(d)) * f4);
+    r->lora = d->lora_rank ? take(a, need, wan_lora_lin_scratch(d->lora_rank, r->nt) * f4) : NULL;
     r->att = take(a, need, (int64_t)wan_cpu_attention_scratch(max_i64(L, Lt), (int)d->H, (int)d->hd, r->nt));
 }
 
 static void lin(const dit_run *r, const wan_dit_linear *l, const float *x, int64_t M, float *y)
 {
     wan_cpu_linear(x, M, l->w.ne[1], &l->w, l->b, y, l->w.ne[0], r->lin, r->nt);
+    if (l->lora)
+        wan_lora_lin_apply(l->lora, x, M, l->w.ne[1], y, l->w.ne[0], r->lora, r->nt);
 }
 
 static void probe(const dit_run *r, const char *name, const float *data, int64_t rows, int64_t cols)
@@ -588,42 +660,57 @@ wan_status wan_transformer_forward(const wan_model_t *model, int expert, const w
     wan_error err = { 0 };
     wan_status rc;
     wan_dit dit;
-    float *tf = NULL, *out = NULL;
     if (!model || !hidden_states || !timestep || !encoder_hidden_states || !out_sample ||
         (expert != 0 && expert != 1)) {
         rc = wan_err(&err, WAN_ERR_INVALID_ARG, "transformer forward: NULL argument or expert %d not 0/1", expert);
-        goto fail_nodit;
+        goto fail;
     }
     const wan_transformer_config *cfg = wan_model_transformer_config(model, expert);
     const wan_st_set *w = wan_model_weights(model, expert ? WAN_COMPONENT_TRANSFORMER_2 : WAN_COMPONENT_TRANSFORMER);
     if (!cfg || !w) {
         rc = wan_err(&err, WAN_ERR_NOT_FOUND, "%s: the model has no %s", wan_model_path(model),
                      expert ? "transformer_2 (low-noise expert)" : "transformer");
-        goto fail_nodit;
+        goto fail;
     }
     if ((rc = check_inputs(cfg, hidden_states, timestep, encoder_hidden_states, &err)) != WAN_OK)
-        goto fail_nodit;
+        goto fail;
     if ((rc = wan_dit_init(&dit, w, cfg, &err)) != WAN_OK)
-        goto fail_nodit;
+        goto fail;
+    rc = wan_dit_forward_host(&dit, hidden_states, timestep, encoder_hidden_states, out_sample, n_threads, &err);
+    wan_dit_free(&dit);
+    if (rc == WAN_OK)
+        return WAN_OK;
+fail:
+    wan_err_copy(&err, errbuf, errlen);
+    return rc;
+}
+
+wan_status wan_dit_forward_host(const wan_dit *dit, const wan_host_tensor *hidden_states,
+                                const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
+                                wan_host_tensor *out_sample, int n_threads, wan_error *err)
+{
+    const wan_transformer_config *cfg = &dit->cfg;
+    wan_status rc = check_inputs(cfg, hidden_states, timestep, encoder_hidden_states, err);
+    if (rc != WAN_OK)
+        return rc;
     const int64_t nt = wan_host_tensor_numel(timestep);
     const int64_t on = hidden_states->shape[0] * cfg->out_channels * hidden_states->shape[2] *
                        hidden_states->shape[3] * hidden_states->shape[4];
-    tf = wan_malloc((size_t)nt * sizeof(float));
-    out = wan_malloc((size_t)on * sizeof(float));
+    float *tf = wan_malloc((size_t)nt * sizeof(float));
+    float *out = wan_malloc((size_t)on * sizeof(float));
     if (!tf || !out) {
-        rc = wan_err(&err, WAN_ERR_NOMEM, "transformer forward: cannot allocate the output (%lld floats)",
+        rc = wan_err(err, WAN_ERR_NOMEM, "transformer forward: cannot allocate the output (%lld floats)",
                      (long long)on);
         goto fail;
     }
     if (!host_to_f32(timestep, tf, nt)) {
-        rc = wan_err(&err, WAN_ERR_INVALID_ARG, "transformer forward: timestep dtype %s is not an integer or "
+        rc = wan_err(err, WAN_ERR_INVALID_ARG, "transformer forward: timestep dtype %s is not an integer or "
                      "float type", wan_dtype_name(timestep->dtype));
         goto fail;
     }
-    if ((rc = forward_batch(&dit, hidden_states, tf, timestep->ndim == 2, encoder_hidden_states, out, n_threads,
-                            &err)) != WAN_OK)
+    if ((rc = forward_batch(dit, hidden_states, tf, timestep->ndim == 2, encoder_hidden_states, out, n_threads,
+                            err)) != WAN_OK)
         goto fail;
-    wan_dit_free(&dit);
     wan_free(tf);
     memset(out_sample, 0, sizeof *out_sample);
     snprintf(out_sample->name, sizeof out_sample->name, "sample");
@@ -634,10 +721,7 @@ wan_status wan_transformer_forward(const wan_model_t *model, int expert, const w
     out_sample->data = out;
     return WAN_OK;
 fail:
-    wan_dit_free(&dit);
     wan_free(tf);
     wan_free(out);
-fail_nodit:
-    wan_err_copy(&err, errbuf, errlen);
     return rc;
 }

@@ -9,10 +9,13 @@
 #include "core.h"
 #include "safetensors.h"
 
-/* One Linear: y = x·Wᵀ + b. */
+struct wan_lora_lin;
+
+/* One Linear: y = x·Wᵀ + b (+ the LoRA terms, when a request binds some: see lora.h). */
 typedef struct wan_dit_linear {
     wan_tensor w;    /* [N, K] view into the mapping (the patch conv is viewed as [D, Cin·pt·ph·pw]) */
     const float *b;  /* [N] f32, owned by the wan_dit                                                */
+    const struct wan_lora_lin *lora; /* low-rank terms added on the fly; NULL: none (owned by lora.c) */
 } wan_dit_linear;
 
 typedef struct wan_dit_block {
@@ -37,6 +40,7 @@ typedef struct wan_dit {
     const float *sst_out;             /* [2, D] head shift/scale table                             */
     wan_dit_block *blocks;            /* [num_layers]                                              */
     float *vec;                       /* owned f32 storage of every vector above                   */
+    int64_t lora_rank;                /* largest total LoRA rank of any linear (0: none): scratch size */
 } wan_dit;
 
 /* Binds the weights `w` (diffusers names) of a transformer with config `cfg`: checks every tensor's name,
@@ -49,6 +53,25 @@ void wan_dit_free(wan_dit *dit);
  * weights; wan_dit_init starts with it. Benchmarks use it to wire in-memory weights (then they own
  * `vec`/`blocks` themselves and must not call wan_dit_free). */
 wan_status wan_dit_set_config(wan_dit *dit, const wan_transformer_config *cfg, wan_error *err);
+
+/* One bound tensor of a wan_dit under its diffusers name, for LoRA patching: a linear ("X.weight" and
+ * "X.bias": lin set, vec = its f32 bias) or an f32 vector (norm gains, modulation tables: lin NULL). */
+typedef struct wan_dit_param {
+    char name[96];
+    wan_dit_linear *lin;
+    float *vec;                       /* f32 values owned by the wan_dit                            */
+    int64_t n;                        /* elements of vec                                            */
+} wan_dit_param;
+
+/* Lists every tensor the wan_dit binds (weights as "X.weight" with lin set and vec NULL; biases, gains and
+ * tables with vec set) into out[0..cap); returns how many there are (may exceed cap: call again). */
+int wan_dit_params(wan_dit *dit, wan_dit_param *out, int cap);
+
+/* Runs wan_transformer_forward's batch loop on a bound (possibly LoRA-patched) wan_dit: checks the inputs,
+ * and on success fills *out_sample (owned by the caller). */
+wan_status wan_dit_forward_host(const wan_dit *dit, const wan_host_tensor *hidden_states,
+                                const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
+                                wan_host_tensor *out_sample, int n_threads, wan_error *err);
 
 /* Optional observer of intermediate tensors (for parity tests): called with "patch" [L, D],
  * "temb" [U, D], "timestep_proj" [U, 6D] (U = distinct timesteps), "text_emb" [Lt, D], "block.N" [L, D],

@@ -414,6 +414,8 @@ done:
     return rc;
 }
 
+static wan_status load_original_extras(wan_model_t *m, const wan_model_params *p, double shift, wan_error *err);
+
 /* A single component folder: dispatch on config.json's class. */
 static wan_status load_component_folder(wan_model_t *m, const wan_model_params *p, wan_error *err)
 {
@@ -435,9 +437,15 @@ static wan_status load_component_folder(wan_model_t *m, const wan_model_params *
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(o, "_class_name");
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
     const char *c = cJSON_IsString(cls) ? cls->valuestring : "";
-    if (strcmp(c, "WanTransformer3DModel") == 0 || strcmp(c, "WanModel") == 0) {
-        m->layout = strcmp(c, "WanModel") == 0 ? WAN_LAYOUT_ORIGINAL : WAN_LAYOUT_DIFFUSERS_COMPONENT;
+    if (strcmp(c, "WanTransformer3DModel") == 0) {
         rc = load_transformer_dir(m, 0, m->path, p, err);
+    } else if (strcmp(c, "WanModel") == 0) { /* an original release with the DiT at its root (TI2V-5B) */
+        m->layout = WAN_LAYOUT_ORIGINAL;
+        bool ti2v = cJSON_IsString(mt) && strcmp(mt->valuestring, "ti2v") == 0;
+        m->pipe.expand_timesteps = ti2v;
+        rc = load_transformer_dir(m, 0, m->path, p, err);
+        if (rc == WAN_OK)
+            rc = load_original_extras(m, p, ti2v ? 5.0 : 3.0, err);
     } else if (strcmp(c, "AutoencoderKLWan") == 0) {
         rc = load_vae_dir(m, m->path, p, err);
     } else if (cJSON_IsString(mt) && (strcmp(mt->valuestring, "umt5") == 0 || strcmp(mt->valuestring, "t5") == 0)) {
@@ -469,6 +477,52 @@ static wan_status load_single_file_vae(wan_model_t *m, const char *file, const w
 static wan_status load_single_file_text_encoder(wan_model_t *m, const char *file, const wan_model_params *p,
                                                 wan_error *err);
 
+/* The scheduler diffusers' converter writes for an original release (pipeline.md 1.5): UniPC with flow
+ * sigmas and flow_shift 3 (T2V) or 5 (TI2V-5B). The official scripts use other shifts (12 for A14B T2V):
+ * pass --shift to reproduce them. */
+static wan_status original_scheduler(wan_model_t *m, double shift, wan_error *err)
+{
+    wan_scheduler_config_default(&m->sched);
+    m->sched.use_flow_sigmas = 1;
+    m->sched.flow_shift = shift;
+    snprintf(m->sched.prediction_type, sizeof m->sched.prediction_type, "flow_prediction");
+    return slot_set(&m->comp[WAN_COMPONENT_SCHEDULER], "UniPCMultistepScheduler", m->path, err);
+}
+
+/* The files next to the DiT of an original release: the VAE and the umT5 encoder as .safetensors or as
+ * the released .pth pickles, the tokenizer folder google/umt5-xxl/, and the scheduler the diffusers
+ * converter would write. */
+static wan_status load_original_extras(wan_model_t *m, const wan_model_params *p, double shift, wan_error *err)
+{
+    static const char *const vaes[] = { "Wan2.1_VAE.safetensors", "Wan2.2_VAE.safetensors", "Wan2.1_VAE.pth",
+                                        "Wan2.2_VAE.pth" };
+    char *vae = first_file(m->path, vaes, sizeof vaes / sizeof *vaes);
+    if (vae) {
+        wan_status rc = load_single_file_vae(m, vae, p, err);
+        wan_free(vae);
+        if (rc != WAN_OK)
+            return rc;
+    }
+    static const char *const t5[] = { "models_t5_umt5-xxl-enc-bf16.safetensors", "models_t5_umt5-xxl-enc-bf16.pth" };
+    char *te = first_file(m->path, t5, sizeof t5 / sizeof *t5);
+    if (te) {
+        wan_status rc = load_single_file_text_encoder(m, te, p, err);
+        wan_free(te);
+        if (rc != WAN_OK)
+            return rc;
+    }
+    char *tok = wan_path_join(m->path, "google/umt5-xxl");
+    if (tok && wan_path_is_dir(tok)) {
+        wan_status rc = load_tokenizer_dir(m, tok, "T5TokenizerFast", err);
+        if (rc != WAN_OK) {
+            wan_free(tok);
+            return rc;
+        }
+    }
+    wan_free(tok);
+    return original_scheduler(m, shift, err);
+}
+
 /* Original Wan release: experts in high_noise_model/ and low_noise_model/, VAE and umT5 at the root. */
 static wan_status load_original(wan_model_t *m, const wan_model_params *p, wan_error *err)
 {
@@ -485,32 +539,7 @@ static wan_status load_original(wan_model_t *m, const wan_model_params *p, wan_e
         if (rc != WAN_OK)
             return rc;
     }
-    static const char *const vaes[] = { "Wan2.1_VAE.safetensors", "Wan2.2_VAE.safetensors" };
-    char *vae = first_file(m->path, vaes, 2);
-    if (vae) {
-        wan_status rc = load_single_file_vae(m, vae, p, err);
-        wan_free(vae);
-        if (rc != WAN_OK)
-            return rc;
-    }
-    static const char *const t5[] = { "models_t5_umt5-xxl-enc-bf16.safetensors" };
-    char *te = first_file(m->path, t5, 1);
-    if (te) {
-        wan_status rc = load_single_file_text_encoder(m, te, p, err);
-        wan_free(te);
-        if (rc != WAN_OK)
-            return rc;
-    }
-    char *tok = wan_path_join(m->path, "google/umt5-xxl");
-    if (tok && wan_path_is_dir(tok)) {
-        wan_status rc = load_tokenizer_dir(m, tok, "T5TokenizerFast", err);
-        if (rc != WAN_OK) {
-            wan_free(tok);
-            return rc;
-        }
-    }
-    wan_free(tok);
-    return WAN_OK;
+    return load_original_extras(m, p, 3.0, err);
 }
 
 /* ---- single files ----------------------------------------------------------------------------- */

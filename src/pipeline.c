@@ -2,6 +2,7 @@
  * guidance, de-normalisation, VAE decoding and post-processing to uint8 frames. */
 #define _POSIX_C_SOURCE 200809L
 #include "core.h"
+#include "lora.h"
 #include "model_dir.h"
 
 #include <math.h>
@@ -223,6 +224,7 @@ typedef struct loop_state {
     const plan *pl;
     double t0;
     double denoise_s;     /* seconds spent denoising so far */
+    wan_lora_request *lora; /* the request's LoRA adapters (NULL: none), bound to the running expert */
 } loop_state;
 
 static int report(loop_state *ls, wan_stage stage, int step, int n, int expert, double step_s, double eta_s)
@@ -260,7 +262,7 @@ static wan_status predict(loop_state *ls, int expert, float t, float *x, float *
     if (!m->pipe.expand_timesteps)
         tt.shape[0] = 1;
     char msg[WAN_ERRMSG_MAX];
-    wan_status rc = wan_transformer_forward(m, expert, &xt, &tt, pe, v, pl->n_threads, msg, sizeof msg);
+    wan_status rc = wan_lora_forward(ls->lora, m, expert, &xt, &tt, pe, v, pl->n_threads, msg, sizeof msg);
     if (rc != WAN_OK)
         return wan_err(&ctx->err, rc, "transformer%s at t=%g: %s", expert ? "_2" : "", t, msg);
     if (!pl->do_cfg || g == 1.0f) /* a scale of exactly 1 makes the unconditional pass a no-op */
@@ -268,7 +270,7 @@ static wan_status predict(loop_state *ls, int expert, float t, float *x, float *
     if (ctx->cancel)
         return wan_err(&ctx->err, WAN_ERR_CANCELLED, "cancelled");
     wan_host_tensor u = { 0 };
-    rc = wan_transformer_forward(m, expert, &xt, &tt, ne, &u, pl->n_threads, msg, sizeof msg);
+    rc = wan_lora_forward(ls->lora, m, expert, &xt, &tt, ne, &u, pl->n_threads, msg, sizeof msg);
     if (rc != WAN_OK)
         return wan_err(&ctx->err, rc, "transformer%s (unconditional) at t=%g: %s", expert ? "_2" : "", t, msg);
     guide(v->data, u.data, g, pl->n);
@@ -299,6 +301,8 @@ static wan_status denoise(loop_state *ls, wan_scheduler_t *s, float *x, const wa
         int expert = (pl->two_experts && ts[i] < (float)pl->boundary) ? 1 : 0;
         if (prev_expert == 0 && expert == 1) /* the high-noise expert is done: let its pages go */
             wan_model_release_component(m, WAN_COMPONENT_TRANSFORMER);
+        if (expert != prev_expert && (rc = wan_lora_request_bind(ls->lora, expert, &ctx->err)) != WAN_OK)
+            break;
         prev_expert = expert;
         out->n_high_steps += pl->two_experts && expert == 0;
         float g = (float)(expert ? pl->cfg2 : pl->cfg);
@@ -324,6 +328,7 @@ static wan_status denoise(loop_state *ls, wan_scheduler_t *s, float *x, const wa
     if (pl->two_experts)
         wan_model_release_component(m, WAN_COMPONENT_TRANSFORMER_2);
     wan_model_release_component(m, WAN_COMPONENT_TRANSFORMER);
+    wan_lora_request_release(ls->lora);
     wan_free(tbuf);
     return rc;
 }
@@ -455,7 +460,7 @@ wan_status wan_generate(wan_ctx_t *ctx, const wan_generate_params *p, wan_video 
     wan_status rc = make_plan(ctx->model, p, &pl, &ctx->err);
     if (rc != WAN_OK)
         return rc;
-    loop_state ls = { ctx, p, &pl, now_s(), 0 };
+    loop_state ls = { ctx, p, &pl, now_s(), 0, NULL };
     wan_host_tensor pe = { 0 }, ne = { 0 };
     bool owned = false;
     wan_scheduler_t *s = NULL;
@@ -464,7 +469,8 @@ wan_status wan_generate(wan_ctx_t *ctx, const wan_generate_params *p, wan_video 
         rc = wan_err(&ctx->err, WAN_ERR_NOMEM, "out of memory for the latents");
         goto done;
     }
-    if ((rc = make_scheduler(ctx, p, &pl, &s)) != WAN_OK || (rc = copy_tables(s, out, &ctx->err)) != WAN_OK ||
+    if ((rc = wan_lora_request_new(ctx->model, p->loras, p->n_loras, p->lora_mode, &ls.lora, &ctx->err)) != WAN_OK ||
+        (rc = make_scheduler(ctx, p, &pl, &s)) != WAN_OK || (rc = copy_tables(s, out, &ctx->err)) != WAN_OK ||
         (rc = initial_latents(ctx, p, &pl, x)) != WAN_OK)
         goto done;
     wan_log_info("generating %dx%d, %d frames, %d steps (shift %g), cfg %g/%g%s", pl.width, pl.height, pl.frames,
@@ -504,6 +510,7 @@ done:
         wan_host_tensor_free(&ne);
     }
     wan_scheduler_free(s);
+    wan_lora_request_free(ls.lora);
     wan_free(x);
     out->peak_bytes = wan_mem_peak();
     if (rc != WAN_OK) {

@@ -53,6 +53,26 @@ int wan_umt5_rename_original(const char *name, char *buf, size_t len, void *user
     return 0;
 }
 
+int wan_umt5_rename_to_original(const char *name, char *buf, size_t len, void *user)
+{
+    (void)user;
+    const char *orig = NULL;
+    if (!strcmp(name, "shared.weight"))
+        orig = "token_embedding.weight";
+    else if (!strcmp(name, "encoder.final_layer_norm.weight"))
+        orig = "norm.weight";
+    if (orig)
+        return snprintf(buf, len, "%s", orig) < (int)len;
+    int layer = 0, used = 0;
+    if (strncmp(name, "encoder.block.", 14) != 0 || sscanf(name, "encoder.block.%d.%n", &layer, &used) != 1 ||
+        used == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof k_block_names / sizeof *k_block_names; i++)
+        if (!strcmp(name + used, k_block_names[i].hf))
+            return snprintf(buf, len, "blocks.%d.%s", layer, k_block_names[i].orig) < (int)len;
+    return 0;
+}
+
 /* ---- relative position buckets ---------------------------------------------------------------- */
 
 /* transformers computes the large-distance bucket in float32: log(a / max_exact) / log(max_distance /

@@ -15,6 +15,10 @@ int wan_umt5_bucket(int64_t d, int num_buckets, int max_distance);
  * A wan_st_rename_fn. */
 int wan_umt5_rename_original(const char *name, char *buf, size_t len, void *user);
 
+/* The inverse: transformers name -> original Wan T5 name (for `wan convert --layout original`); returns 0 for
+ * a name with no original counterpart (encoder.embed_tokens.weight, the tied alias of shared.weight). */
+int wan_umt5_rename_to_original(const char *name, char *buf, size_t len, void *user);
+
 /* Checks that every tensor of a UMT5EncoderModel with config c is present with its shape and a float
  * dtype (F32/F16/BF16); the error names the tensor and its file. */
 wan_status wan_umt5_check_weights(const wan_st_set *w, const wan_text_encoder_config *c, wan_error *err);

@@ -113,6 +113,46 @@ TEST(vae_decode_tiny22)
     CHECK(ok);
 }
 
+/* A batch of two decodes (and encodes) each item as on its own. */
+TEST(vae_batch)
+{
+    wan_model_t *m = load(TINY21);
+    wan_host_tensor z = { 0 }, x = { 0 };
+    CHECK(m && read_ref("tiny21", "z", &z) && read_ref("tiny21", "x", &x));
+    const size_t zi = (size_t)16 * 2 * 4 * 6;
+    wan_host_tensor z2 = prefix(&z, 2), zb = z2, a = { 0 }, b = { 0 }, ab = { 0 };
+    zb.shape[0] = 2;
+    zb.data = malloc(2 * zi * sizeof(float));
+    memcpy(zb.data, z2.data, zi * sizeof(float));
+    for (size_t i = 0; i < zi; i++) /* item 1: another latent */
+        ((float *)zb.data)[zi + i] = -0.5f * ((float *)z2.data)[zi - 1 - i];
+    wan_host_tensor z1 = z2;
+    z1.data = (float *)zb.data + zi;
+    char err[512] = "";
+    int ok = wan_vae_decode(m, &zb, NULL, &ab, err, sizeof err) == WAN_OK &&
+             wan_vae_decode(m, &z2, NULL, &a, err, sizeof err) == WAN_OK &&
+             wan_vae_decode(m, &z1, NULL, &b, err, sizeof err) == WAN_OK && ab.shape[0] == 2;
+    size_t n = ok ? (size_t)wan_host_tensor_numel(&a) : 0;
+    ok = ok && close_abs("batch item 0", ab.data, a.data, n, 0.0) &&
+         close_abs("batch item 1", (float *)ab.data + n, b.data, n, 0.0);
+    wan_host_tensor_free(&a), wan_host_tensor_free(&b), wan_host_tensor_free(&ab);
+    wan_host_tensor x5 = prefix(&x, 5), xb = x5;
+    const size_t xi = (size_t)wan_host_tensor_numel(&x5);
+    xb.shape[0] = 2;
+    xb.data = malloc(2 * xi * sizeof(float));
+    memcpy(xb.data, x5.data, xi * sizeof(float));
+    memcpy((float *)xb.data + xi, x5.data, xi * sizeof(float));
+    ok = ok && wan_vae_encode(m, &xb, NULL, &ab, err, sizeof err) == WAN_OK &&
+         wan_vae_encode(m, &x5, NULL, &a, err, sizeof err) == WAN_OK && ab.shape[0] == 2;
+    n = ok ? (size_t)wan_host_tensor_numel(&a) : 0;
+    ok = ok && close_abs("encode batch item 1", (float *)ab.data + n, a.data, n, 0.0);
+    wan_host_tensor_free(&a), wan_host_tensor_free(&ab);
+    free(zb.data), free(z2.data), free(xb.data), free(x5.data);
+    wan_host_tensor_free(&z), wan_host_tensor_free(&x);
+    wan_model_free(m);
+    CHECK_MSG(ok, "%s", err);
+}
+
 /* ---- per-chunk stages -------------------------------------------------------------------------- */
 
 typedef struct dbg_state {
@@ -266,6 +306,13 @@ static int cancel_second(int b, int f, const float *rgb, int h, int w, void *use
     return f == 1;
 }
 
+static int progress_cancel(const wan_progress *p, void *user)
+{
+    int *seen = user;
+    *seen += p->stage == WAN_STAGE_DECODE && p->step == *seen + 1 && p->n_steps == 5;
+    return p->step == 2;
+}
+
 TEST(vae_cancel)
 {
     wan_model_t *m = load(TINY21);
@@ -277,6 +324,17 @@ TEST(vae_cancel)
     wan_host_tensor_free(&z);
     wan_model_free(m);
     CHECK_MSG(rc == WAN_ERR_CANCELLED && strstr(err, "cancel"), "rc %d: %s", rc, err);
+    CHECK(wan_mem_current() <= before);
+    m = load(TINY21);
+    CHECK(m && read_ref("tiny21", "z", &z));
+    wan_vae_params p = wan_vae_default_params();
+    int seen = 0;
+    p.progress = progress_cancel, p.progress_user = &seen;
+    wan_host_tensor out = { 0 };
+    rc = wan_vae_decode(m, &z, &p, &out, err, sizeof err);
+    wan_host_tensor_free(&z);
+    wan_model_free(m);
+    CHECK_MSG(rc == WAN_ERR_CANCELLED && seen == 2 && !out.data, "rc %d, %d steps: %s", rc, seen, err);
     CHECK(wan_mem_current() <= before);
 }
 

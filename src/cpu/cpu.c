@@ -1,5 +1,6 @@
 /* cpu.c — CPU feature detection and the generic (portable C) kernels. */
 #include "cpu/cpu.h"
+#include "cpu/gemm.h"
 #include "core.h"
 
 #include <cpuid.h>
@@ -31,6 +32,7 @@ const wan_kernels wan_kernels_generic = {
     .bf16_to_f32 = bf16_to_f32_generic,
     .f16_to_f32 = f16_to_f32_generic,
     .dot_f32 = dot_f32_generic,
+    .gemm = &wan_gemm_ukr_generic,
 };
 
 static wan_cpu_info detect(void)

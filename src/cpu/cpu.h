@@ -13,6 +13,8 @@ typedef struct wan_kernels {
     void (*f16_to_f32)(const uint16_t *src, float *dst, size_t n);
     /* sum_i a[i] * b[i] accumulated in f32 lanes. */
     float (*dot_f32)(const float *a, const float *b, size_t n);
+    /* GEMM micro-kernels and packing of this instruction set (gemm.h). */
+    const struct wan_gemm_ukr *gemm;
 } wan_kernels;
 
 /* The table chosen for this CPU (first call detects; thread-safe after that, and idempotent). */

@@ -1,4 +1,5 @@
-/* gemm.c — linear layers on OpenBLAS sgemm, with tiled conversion of BF16/F16 weights. */
+/* gemm.c — linear layers: the packed GEMM driver (micro-kernels per ISA), the row-dot path for a few rows, and
+ * OpenBLAS sgemm with tiled conversion of BF16/F16 weights. */
 #include "cpu/gemm.h"
 #include "cpu/cpu.h"
 
@@ -24,10 +25,22 @@ static int f32_in_place(const wan_tensor *w)
 }
 
 static int64_t g_tile_floats = WAN_LINEAR_TILE_FLOATS;
+static wan_linear_mode g_mode = WAN_LINEAR_AUTO;
 
 void wan_cpu_linear_set_tile(int64_t floats) { g_tile_floats = floats > 0 ? floats : WAN_LINEAR_TILE_FLOATS; }
+void wan_cpu_linear_set_mode(wan_linear_mode mode) { g_mode = mode; }
 
-int64_t wan_cpu_linear_scratch(const wan_tensor *w)
+/* Products with at most this many x rows use the row-dot path (no packing: each weight is read once). */
+#define LINEAR_ROWS_MAX 4
+
+/* The path AUTO takes, as bench/gemm.c measured it: stored BF16/F16 weights always go through the packed GEMM
+ * (it reads them once, converting while packing); in-place F32 weights stay with OpenBLAS. */
+static int use_packed(const wan_tensor *w)
+{
+    return g_mode == WAN_LINEAR_PACKED || (g_mode == WAN_LINEAR_AUTO && !f32_in_place(w));
+}
+
+static int64_t tile_scratch(const wan_tensor *w)
 {
     if (f32_in_place(w))
         return 0;
@@ -36,6 +49,11 @@ int64_t wan_cpu_linear_scratch(const wan_tensor *w)
     if (rows < 1)
         rows = 1;
     return (rows < n ? rows : n) * k;
+}
+
+int64_t wan_cpu_linear_scratch(const wan_tensor *w)
+{
+    return use_packed(w) ? wan_gemm_scratch(w->ne[0], row_len(w)) : tile_scratch(w);
 }
 
 void wan_cpu_to_f32(const void *src, wan_dtype dtype, float *dst, int64_t n)
@@ -56,6 +74,135 @@ void wan_cpu_to_f32(const void *src, wan_dtype dtype, float *dst, int64_t n)
             dst[i] = dtype == WAN_DTYPE_BF16 ? wan_bf16_to_f32(h) : wan_f16_to_f32(h);
         }
     }
+}
+
+/* ---- packed GEMM ------------------------------------------------------------------------------ */
+
+#define GEN_MR 4
+#define GEN_NR 8
+
+static void kernel_generic(int64_t kc, const float *a, int64_t lda, const float *b, float *c, int64_t ldc, int m,
+                           int n, const float *bias, int acc)
+{
+    float t[GEN_MR][GEN_NR] = { { 0 } };
+    for (int64_t p = 0; p < kc; p++, b += GEN_NR)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < GEN_NR; j++)
+                t[i][j] += a[i * lda + p] * b[j];
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[i * ldc + j] = t[i][j] + (acc ? c[i * ldc + j] : bias ? bias[j] : 0.0f);
+}
+
+static void pack_b_generic(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0,
+                           int64_t kc, float *dst)
+{
+    float line[WAN_GEMM_KC];
+    const size_t es = wan_dtype_size(dtype);
+    for (int j = 0; j < GEN_NR; j++) {
+        if (j < rows)
+            wan_cpu_to_f32((const uint8_t *)w + (size_t)((n0 + j) * ldw + k0) * es, dtype, line, kc);
+        for (int64_t p = 0; p < kc; p++)
+            dst[p * GEN_NR + j] = j < rows ? line[p] : 0.0f;
+    }
+}
+
+static float dot_generic(const float *x, const void *w, wan_dtype dtype, int64_t K)
+{
+    float line[256], s = 0.0f;
+    const size_t es = wan_dtype_size(dtype);
+    for (int64_t k0 = 0; k0 < K; k0 += 256) {
+        const int64_t n = K - k0 < 256 ? K - k0 : 256;
+        wan_cpu_to_f32((const uint8_t *)w + (size_t)k0 * es, dtype, line, n);
+        for (int64_t k = 0; k < n; k++)
+            s += x[k0 + k] * line[k];
+    }
+    return s;
+}
+
+const wan_gemm_ukr wan_gemm_ukr_generic = {
+    .name = "generic 4x8",
+    .mr = GEN_MR,
+    .nr = GEN_NR,
+    .kernel = kernel_generic,
+    .pack_b = pack_b_generic,
+    .dot = dot_generic,
+};
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Columns of packed weight room: the matrix's (up to WAN_GEMM_NC) plus WAN_GEMM_SPARE_COLS, so that a product with
+ * few columns still gives every thread a panel of its own. */
+#define WAN_GEMM_SPARE_COLS 2048
+
+static int64_t room_cols(int64_t N) { return (min64(N, WAN_GEMM_NC) + 31) / 32 * 32 + WAN_GEMM_SPARE_COLS; }
+
+int64_t wan_gemm_scratch(int64_t N, int64_t K) { return min64(K, WAN_GEMM_KC) * room_cols(N) + 64; }
+
+/* One thread's share: output rows [r0, r1) x weight panels [q0, q1). It packs up to `cap` panels at a time into its
+ * own room `pb` (kc x nr each), then multiplies them with the rows, WAN_GEMM_MC rows at a time so that those rows
+ * stay in L2 while each panel (in L1) meets all of them. */
+static void share(const wan_gemm_ukr *u, const float *x, int64_t ldx, int64_t r0, int64_t r1, const wan_tensor *w,
+                  int64_t K, int64_t q0, int64_t q1, int64_t cap, const float *bias, float *y, int64_t ldy, float *pb)
+{
+    const int mr = u->mr, nr = u->nr;
+    const int64_t N = w->ne[0];
+    for (int64_t qc = q0; qc < q1; qc += cap) {
+        const int64_t qn = min64(cap, q1 - qc);
+        for (int64_t pc = 0; pc < K; pc += WAN_GEMM_KC) {
+            const int64_t kc = min64(WAN_GEMM_KC, K - pc);
+            for (int64_t q = 0; q < qn; q++)
+                u->pack_b(w->data, w->dtype, K, (qc + q) * nr, (int)min64(nr, N - (qc + q) * nr), pc, kc,
+                          pb + q * nr * kc);
+            for (int64_t ic = r0; ic < r1; ic += WAN_GEMM_MC) {
+                const int64_t ie = min64(ic + WAN_GEMM_MC, r1);
+                for (int64_t q = 0; q < qn; q++) {
+                    const int64_t n0 = (qc + q) * nr;
+                    const int n = (int)min64(nr, N - n0);
+                    const float *bq = pb + q * nr * kc, *bb = bias && pc == 0 ? bias + n0 : NULL;
+                    for (int64_t i = ic; i < ie; i += mr)
+                        u->kernel(kc, x + i * ldx + pc, ldx, bq, y + i * ldy + n0, ldy, (int)min64(mr, ie - i), n,
+                                  bb, pc > 0);
+                }
+            }
+        }
+    }
+}
+
+void wan_gemm_packed(const wan_gemm_ukr *u, const float *x, int64_t M, int64_t ldx, const wan_tensor *w,
+                     const float *b, float *y, int64_t ldy, float *scratch, int n_threads)
+{
+    const int64_t N = w->ne[0], K = row_len(w);
+    if (M <= 0 || N <= 0)
+        return;
+    const int mr = u->mr, nr = u->nr;
+    const int64_t np = ceil_div(N, nr), ns = ceil_div(M, mr), room = room_cols(N);
+    /* threads: a grid of tm row groups x tn column groups, each thread with at least one panel of room */
+    int64_t T = n_threads < 1 ? 1 : n_threads;
+    T = min64(T, min64(room / nr, np * ns));
+    const int64_t tn = min64(T, np), tm = T / tn;
+    const int64_t cap = room / (tm * tn) / nr; /* panels of room per thread */
+    float *pb = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    const int64_t per = cap * nr * min64(K, WAN_GEMM_KC);
+#pragma omp parallel num_threads((int)(tm * tn))
+    {
+        const int64_t id = omp_get_thread_num(), ti = id / tn, tj = id % tn;
+        const int64_t r0 = ns * ti / tm * mr, r1 = min64(M, ns * (ti + 1) / tm * mr);
+        share(u, x, ldx, r0, r1, w, K, np * tj / tn, np * (tj + 1) / tn, cap, b, y, ldy, pb + id * per);
+    }
+}
+
+void wan_gemm_rows(const wan_gemm_ukr *u, const float *x, int64_t M, int64_t ldx, const wan_tensor *w,
+                   const float *b, float *y, int64_t ldy, int n_threads)
+{
+    const int64_t N = w->ne[0], K = row_len(w);
+    const size_t rb = (size_t)K * wan_dtype_size(w->dtype);
+#pragma omp parallel for num_threads(n_threads < 1 ? 1 : n_threads) schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t m = 0; m < M; m++)
+            y[m * ldy + n] = u->dot(x + m * ldx, (const uint8_t *)w->data + (size_t)n * rb, w->dtype, K) +
+                             (b ? b[n] : 0.0f);
 }
 
 /* Products below this many multiply-adds run on the calling thread alone. */
@@ -80,17 +227,13 @@ static void block(const float *x, int64_t m0, int64_t m1, int64_t ldx, const flo
 /* One thread pool: the OpenMP team converts each tile of weight rows together, then every thread multiplies
  * its own share of the tile with a single-threaded sgemm. Two pools (OpenMP regions next to OpenBLAS's own
  * threads) spin against each other. */
-void wan_cpu_linear(const float *x, int64_t M, int64_t ldx, const wan_tensor *w, const float *b, float *y,
-                    int64_t ldy, float *scratch, int n_threads)
+static void linear_blas(const float *x, int64_t M, int64_t ldx, const wan_tensor *w, const float *b, float *y,
+                        int64_t ldy, float *scratch, int n_threads)
 {
     const int64_t N = w->ne[0], K = row_len(w);
-    if (M <= 0 || N <= 0)
-        return;
     const int in_place = f32_in_place(w);
-    const int64_t rows = in_place ? N : wan_cpu_linear_scratch(w) / K;
+    const int64_t rows = in_place ? N : tile_scratch(w) / K;
     const size_t esz = wan_dtype_size(w->dtype);
-    if (n_threads < 1 || M * N * K < LINEAR_SERIAL_MACS)
-        n_threads = 1;
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
 #pragma omp parallel num_threads(n_threads)
@@ -117,6 +260,23 @@ void wan_cpu_linear(const float *x, int64_t M, int64_t ldx, const wan_tensor *w,
             }
         }
     }
+}
+
+void wan_cpu_linear(const float *x, int64_t M, int64_t ldx, const wan_tensor *w, const float *b, float *y,
+                    int64_t ldy, float *scratch, int n_threads)
+{
+    const int64_t N = w->ne[0], K = row_len(w);
+    if (M <= 0 || N <= 0)
+        return;
+    if (n_threads < 1 || M * N * K < LINEAR_SERIAL_MACS)
+        n_threads = 1;
+    const wan_gemm_ukr *u = wan_kernels_get()->gemm;
+    if (use_packed(w) && M <= LINEAR_ROWS_MAX)
+        wan_gemm_rows(u, x, M, ldx, w, b, y, ldy, n_threads);
+    else if (use_packed(w))
+        wan_gemm_packed(u, x, M, ldx, w, b, y, ldy, scratch, n_threads);
+    else
+        linear_blas(x, M, ldx, w, b, y, ldy, scratch, n_threads);
 }
 
 void wan_cpu_set_threads(int n_threads)

@@ -1,6 +1,9 @@
 /* gemm.h — dense linear layers on the CPU: y = x·Wᵀ + b with weights in F32, BF16 or F16 as stored
- * (internal). F32 weights go to OpenBLAS in place; BF16/F16 weights are converted one tile of rows at a
- * time into a caller-provided scratch buffer, so no f32 copy of a whole matrix is ever made. */
+ * (internal). Three paths, chosen per call (wan_cpu_linear_set_mode; AUTO is what bench/gemm.c measured best):
+ * F32 weights go to OpenBLAS in place; BF16/F16 weights go to the packed GEMM below, which converts them while
+ * packing (or, for a few rows of x, to row dot products that convert on the fly); the older path, which converts
+ * one 32 MiB tile of rows at a time for OpenBLAS, remains for WAN_LINEAR_BLAS. No f32 copy of a whole matrix is
+ * ever made. */
 #ifndef WAN_CPU_GEMM_H
 #define WAN_CPU_GEMM_H
 
@@ -10,15 +13,16 @@
  * keep OpenBLAS from repacking the activations once per small tile. */
 #define WAN_LINEAR_TILE_FLOATS ((int64_t)1 << 23)
 
-/* Scratch floats wan_cpu_linear needs for an [N, K] weight (0 for 4-byte aligned F32). */
+/* Scratch floats wan_cpu_linear needs for an [N, K] weight in the current mode (0 for 4-byte aligned F32 in AUTO
+ * mode; about 6 MiB at most for BF16/F16; up to WAN_LINEAR_TILE_FLOATS in WAN_LINEAR_BLAS mode). */
 int64_t wan_cpu_linear_scratch(const wan_tensor *w);
 
 /* y[m, n] = sum_k x[m, k] · W[n, k] + b[n] for m < M, n < N, where W is the 2-D (or 5-D conv, flattened to
  * [ne[0], rest]) weight view `w` of dtype F32/BF16/F16 and K its row length. b may be NULL. x has row stride
  * ldx, y row stride ldy (both in floats; y must not overlap x). scratch holds wan_cpu_linear_scratch(w)
- * floats (may be NULL when that is 0). Threads: one OpenMP team of n_threads converts the tiles and splits
- * the product; each thread calls OpenBLAS single-threaded (this sets OpenBLAS's process-wide thread count
- * to 1). Products under ~2M multiply-adds run on the calling thread. */
+ * floats (may be NULL when that is 0). Threads: one OpenMP team of n_threads; on the OpenBLAS path each
+ * thread calls OpenBLAS single-threaded (this sets OpenBLAS's process-wide thread count to 1). Products under
+ * ~2M multiply-adds run on the calling thread. */
 void wan_cpu_linear(const float *x, int64_t M, int64_t ldx, const wan_tensor *w, const float *b, float *y,
                     int64_t ldy, float *scratch, int n_threads);
 
@@ -29,6 +33,56 @@ void wan_cpu_set_threads(int n_threads);
 /* Overrides the tile size (floats; <= 0 restores WAN_LINEAR_TILE_FLOATS). For op tests, which exercise the
  * multi-tile paths on small matrices; not thread-safe. */
 void wan_cpu_linear_set_tile(int64_t floats);
+
+/* ---- packed GEMM (gemm.c driver, micro-kernels per ISA in gemm_avx2.c / gemm_avx512.c) ----------------
+ * y = x·Wᵀ + b computed BLIS-style: W is packed straight from its stored dtype into [kc][nr] f32 panels (no f32
+ * copy of the matrix) and an mr x nr register-blocked micro-kernel multiplies them with mr rows of x read in place.
+ * Each thread owns a range of output columns (and of rows when there are more threads than column panels) and
+ * packs its own weight panels, so a product has no barrier inside: on a shared machine a descheduled thread
+ * delays only its own share. */
+
+/* Micro-kernel geometry and entry points of one instruction set. */
+typedef struct wan_gemm_ukr {
+    const char *name;
+    int mr, nr; /* rows of x and weight rows (output columns) per micro-tile */
+    /* C[i, j] (row stride ldc) for i < m <= mr, j < n <= nr: acc ? C + Σ_p a[i·lda + p]·b[p·nr + j]
+     * : bias[j] (0 when bias is NULL) + Σ_p ..., over p < kc. a is the activation rows as they are (rows
+     * i >= m are not read); b is a packed panel, 32-byte aligned (64 for AVX-512). */
+    void (*kernel)(int64_t kc, const float *a, int64_t lda, const float *b, float *c, int64_t ldc, int m, int n,
+                   const float *bias, int acc);
+    /* dst[p·nr + j] = f32(W[n0 + j, k0 + p]) for j < rows (zero for rows <= j < nr), p < kc; W is [*, ldw]
+     * in `dtype` (F32/BF16/F16) at any address. */
+    void (*pack_b)(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
+                   float *dst);
+    /* Σ_k x[k]·f32(w[k]) over k < K for a weight row in `dtype` at any address. For products of a few rows. */
+    float (*dot)(const float *x, const void *w, wan_dtype dtype, int64_t K);
+} wan_gemm_ukr;
+
+extern const wan_gemm_ukr wan_gemm_ukr_generic, wan_gemm_ukr_avx2, wan_gemm_ukr_avx512;
+
+/* Blocking of the packed GEMM. */
+#define WAN_GEMM_KC 256   /* depth of one packed block                           */
+#define WAN_GEMM_NC 4096  /* weight rows packed at once (a multiple of every nr) */
+#define WAN_GEMM_MC 96    /* x rows multiplied with each packed panel in turn   */
+
+/* Floats of scratch the packed GEMM needs for an [N, K] weight (any ISA, any M, any thread count): the packed weight
+ * blocks of all threads together. */
+int64_t wan_gemm_scratch(int64_t N, int64_t K);
+
+/* The packed product with micro-kernel set `u` (any table the CPU supports), M >= 1: as wan_cpu_linear, with
+ * scratch of wan_gemm_scratch(N, K) floats and one OpenMP team of n_threads (>= 1). */
+void wan_gemm_packed(const wan_gemm_ukr *u, const float *x, int64_t M, int64_t ldx, const wan_tensor *w,
+                     const float *b, float *y, int64_t ldy, float *scratch, int n_threads);
+
+/* The one-row-at-a-time product (for M of a few rows): y[m, n] = u->dot(x[m], W[n]) + b[n], split over
+ * weight rows. Needs no scratch. */
+void wan_gemm_rows(const wan_gemm_ukr *u, const float *x, int64_t M, int64_t ldx, const wan_tensor *w,
+                   const float *b, float *y, int64_t ldy, int n_threads);
+
+/* Which implementation wan_cpu_linear uses: AUTO picks per shape and dtype (the choice bench/gemm.c
+ * measured); the others force one, for benchmarks and tests. Process-wide; not thread-safe. */
+typedef enum wan_linear_mode { WAN_LINEAR_AUTO = 0, WAN_LINEAR_BLAS, WAN_LINEAR_PACKED } wan_linear_mode;
+void wan_cpu_linear_set_mode(wan_linear_mode mode);
 
 /* Converts n elements of F32/BF16/F16 data (any alignment) to f32. */
 void wan_cpu_to_f32(const void *src, wan_dtype dtype, float *dst, int64_t n);

@@ -1,5 +1,6 @@
 /* kernels_avx2.c — AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c only here). */
 #include "cpu/cpu.h"
+#include "cpu/gemm.h"
 #include "core.h"
 
 #include <immintrin.h>
@@ -48,4 +49,5 @@ const wan_kernels wan_kernels_avx2 = {
     .bf16_to_f32 = bf16_to_f32_avx2,
     .f16_to_f32 = f16_to_f32_avx2,
     .dot_f32 = dot_f32_avx2,
+    .gemm = &wan_gemm_ukr_avx2,
 };

@@ -1,5 +1,6 @@
 /* kernels_avx512.c — AVX-512 kernels (compiled with the AVX-512 flags only here). */
 #include "cpu/cpu.h"
+#include "cpu/gemm.h"
 #include "core.h"
 
 #include <immintrin.h>
@@ -44,4 +45,5 @@ const wan_kernels wan_kernels_avx512 = {
     .bf16_to_f32 = bf16_to_f32_avx512,
     .f16_to_f32 = f16_to_f32_avx512,
     .dot_f32 = dot_f32_avx512,
+    .gemm = &wan_gemm_ukr_avx512,
 };

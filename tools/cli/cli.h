@@ -15,6 +15,7 @@ int cmd_run_text_encoder(int argc, char **argv); /* `wan run text-encoder` */
 int cmd_run_transformer(int argc, char **argv);  /* `wan run transformer` */
 int cmd_run_video(int argc, char **argv);        /* `wan run video` */
 int cmd_generate(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_run_vae_decode(int argc, char **argv); /* `wan run vae-decode` */
 int cmd_run_vae_encode(int argc, char **argv); /* `wan run vae-encode` */
 
@@ -28,5 +29,20 @@ size_t cli_utf8_invalid_at(const char *s, size_t n);
 char *cli_json_escape(const char *s);
 /* Formats bytes as "1.23 GiB" into buf. */
 const char *cli_bytes(int64_t n, char *buf, size_t len);
+
+/* LoRA options (cli_lora.c): `--lora FILE[:STRENGTH][@high|@low|@both]`, repeatable, and `--lora-mode`. */
+#define CLI_MAX_LORAS 16
+typedef struct cli_loras {
+    wan_lora_use use[CLI_MAX_LORAS];
+    char path[CLI_MAX_LORAS][1024];
+    int n;
+} cli_loras;
+/* Adds one --lora value; returns 0 and prints why on a bad value. */
+int cli_lora_add(cli_loras *l, const char *arg);
+/* "runtime", "merge" or "merge-f32" -> a wan_lora_mode; returns 0 for anything else. */
+int cli_lora_mode(const char *s, int *mode);
+/* Adds a "loras" member to the generation sidecar JSON (malloc'ed; freed and replaced); json unchanged
+ * when there are none. */
+char *cli_lora_sidecar(const cli_loras *l, char *json);
 
 #endif

@@ -15,12 +15,17 @@ static const char k_usage[] =
     "                    [--negative-prompt TEXT] [--size WxH] [--frames N] [--steps N] [--cfg X] [--cfg2 X]\n"
     "                    [--shift X] [--sampler unipc|euler|dpm++] [--seed N] [--fps N] [--crf N]\n"
     "                    [-o OUT] [--latents IN.safetensors] [--dump-steps OUT.safetensors] [--threads N]\n"
+    "                    [--lora FILE[:STRENGTH][@high|@low|@both]]... [--lora-mode runtime|merge|merge-f32]\n"
     "                    [--quiet]\n"
     "\n"
     "OUT by extension: .mp4 (H.264), .webm (VP9), .webp, .gif, .safetensors (`frames` U8 [F,H,W,3]),\n"
     "no extension: a folder of PNG frames. Default: out.mp4. A JSON sidecar OUT.json records the run.\n"
     "--negative-prompt \"\" gives an empty negative prompt (diffusers' default); without the flag the\n"
-    "official Wan negative prompt is used. --cfg sets the high-noise expert's scale, --cfg2 the low-noise one.\n";
+    "official Wan negative prompt is used. --cfg sets the high-noise expert's scale, --cfg2 the low-noise one.\n"
+    "--lora adds an adapter (diffusers/PEFT, original/ComfyUI or kohya keys) at STRENGTH (default 1) to the\n"
+    "high-noise expert (default, as diffusers' load_lora_weights), the low-noise one or both; repeatable.\n"
+    "--lora-mode runtime (default) adds the low-rank terms on the fly; merge/merge-f32 merge them into copies\n"
+    "of the weights. Lightning-style distilled LoRAs: --steps 4 --cfg 1 --sampler euler --shift 5.\n";
 
 static wan_ctx_t *volatile g_ctx;
 static volatile sig_atomic_t g_interrupted;
@@ -188,6 +193,7 @@ typedef struct gen_args {
     const char *model, *prompt, *prompt_file, *negative, *out, *latents, *embeds, *dump;
     int have_negative, quiet, crf, fps, frames_given, steps_given;
     wan_generate_params p;
+    cli_loras loras;
 } gen_args;
 
 /* Parses argv into a; returns 0 on success, 2 on bad usage (message printed). */
@@ -226,6 +232,8 @@ static int parse_args(int argc, char **argv, gen_args *a)
         else if (!strcmp(k, "--threads")) ok = parse_int(v, &a->p.n_threads) && a->p.n_threads >= 0;
         else if (!strcmp(k, "--fps")) ok = parse_int(v, &a->fps) && a->fps > 0;
         else if (!strcmp(k, "--crf")) ok = parse_int(v, &a->crf) && a->crf >= 0 && a->crf <= 51;
+        else if (!strcmp(k, "--lora")) ok = cli_lora_add(&a->loras, v);
+        else if (!strcmp(k, "--lora-mode")) ok = cli_lora_mode(v, &a->p.lora_mode);
         else if (!strcmp(k, "--seed")) {
             char *end;
             errno = 0;
@@ -359,6 +367,8 @@ static int run_generate(gen_args *a, wan_model_t *m, char *prompt_text)
     if (a->latents)
         a->p.latents = &lat;
     a->p.prompt = prompt_text;
+    a->p.loras = a->loras.use;
+    a->p.n_loras = a->loras.n;
     a->p.negative_prompt = a->have_negative ? a->negative : NULL;
     a->p.progress = progress_bar;
     a->p.progress_user = &bar;
@@ -389,7 +399,7 @@ static int run_generate(gen_args *a, wan_model_t *m, char *prompt_text)
     if ((rc = wan_video_write(a->out, v.frames, v.num_frames, v.height, v.width, a->fps ? a->fps : v.fps, &vo, err,
                               sizeof err)) != WAN_OK)
         goto fail;
-    char *json = sidecar_json(a, &v, prompt_text);
+    char *json = cli_lora_sidecar(&a->loras, sidecar_json(a, &v, prompt_text));
     if (json && (rc = wan_video_write_sidecar(a->out, json, err, sizeof err)) != WAN_OK) {
         free(json);
         goto fail;

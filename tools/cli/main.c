@@ -12,6 +12,7 @@ static const struct {
     { "info", cmd_info, "info PATH                 describe a model folder or safetensors file" },
     { "encode-prompt", cmd_encode_prompt, "encode-prompt ...         prompt -> prompt_embeds with the umT5 encoder" },
     { "generate", cmd_generate, "generate --model DIR --prompt TEXT [-o out.mp4] ...  text to video" },
+    { "convert", cmd_convert, "convert SRC DST [--dtype bf16] [--layout diffusers|original]  rewrite a model (.pth ok)" },
     { "run", cmd_run, "run COMPONENT ...         run one network on tensors from a safetensors file" },
     { "tokenize", cmd_tokenize, "tokenize --tokenizer PATH  prompt -> umT5 token ids (JSON)" },
     { "serve", cmd_serve, "serve --model DIR [...]   HTTP video generation service (OpenAI Videos API)" },

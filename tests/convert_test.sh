@@ -1,0 +1,78 @@
+#!/bin/sh
+# `wan convert` and the original release with .pth files, end to end through the CLI: the same frames from
+# the .pth release, its diffusers conversion and the diffusers fixture; usage and failure exits.
+# Usage: tests/convert_test.sh BUILD_DIR. Prints one line per check and ends with "N passed, N failed".
+B=${1:-build}
+WAN="$B/wan"
+F=tests/fixtures
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "[  OK  ] $1"; }
+ko() { fail=$((fail + 1)); echo "[ FAIL ] $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /'; }
+
+expect() {
+    name=$1 code=$2 pat=$3
+    shift 3
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -eq "$code" ] && printf '%s\n' "$out" | grep -Eq -- "$pat"; then ok "$name"; else ko "$name (exit $rc)" "$out"; fi
+}
+
+same() { # NAME FILE_A FILE_B: byte-identical files
+    if [ -f "$2" ] && [ -f "$3" ] && cmp -s "$2" "$3"; then ok "$1"; else ko "$1" "$(ls -l "$2" "$3" 2>&1)"; fi
+}
+
+T=$(mktemp -d)
+ABS=$(cd "$F" && pwd)
+# a complete original release: the experts as safetensors, umT5 and VAE as the .pth files torch.save wrote
+R=$T/Wan2.2-T2V-tiny
+mkdir -p "$R"
+ln -s "$ABS/tiny-wan22-t2v-orig/high_noise_model" "$R/high_noise_model"
+ln -s "$ABS/tiny-wan22-t2v-orig/low_noise_model" "$R/low_noise_model"
+ln -s "$ABS/tiny-wan22-t2v-pth/Wan2.1_VAE.pth" "$R/Wan2.1_VAE.pth"
+ln -s "$ABS/tiny-wan22-t2v-pth/models_t5_umt5-xxl-enc-bf16.pth" "$R/models_t5_umt5-xxl-enc-bf16.pth"
+ln -s "$ABS/tiny-wan22-t2v-pth/google" "$R/google"
+
+expect "wan info: .pth release" 0 "layout: original Wan release" "$WAN" info "$R"
+expect "wan info: .pth umT5 (bf16, original names)" 0 "BF16 .*original Wan names" "$WAN" info "$R"
+expect "wan info: single .pth file" 0 "vae +AutoencoderKLWan" "$WAN" info "$F/tiny-wan22-t2v-pth/Wan2.1_VAE.pth"
+expect "wan info: malicious .pth" 1 "global 'posix.system' is not allowed" "$WAN" info "$F/pth/bad_global.pth"
+
+expect "wan convert .pth release -> diffusers" 0 "wrote .*diffusers layout" "$WAN" convert "$R" "$T/diff" --shard-size 300KB
+expect "converted folder: pipeline with sharded experts" 0 "639.00 KiB in 3 files" "$WAN" info "$T/diff"
+[ -f "$T/diff/transformer/diffusion_pytorch_model.safetensors.index.json" ] && [ -f "$T/diff/tokenizer/tokenizer.json" ] &&
+    [ -f "$T/diff/scheduler/scheduler_config.json" ] && ok "converted folder: index, tokenizer, scheduler" ||
+    ko "converted folder: index, tokenizer, scheduler" "$(find "$T/diff" | sort)"
+expect "wan convert --dtype bf16 --quiet" 0 "^$" "$WAN" convert "$R" "$T/bf16" --dtype bf16 --quiet
+out=$("$WAN" info "$T/bf16" 2>&1)
+if printf '%s\n' "$out" | grep -q "BF16" && ! printf '%s\n' "$out" | grep -q "F32 "; then ok "bf16 folder is all BF16"
+else ko "bf16 folder is all BF16" "$out"; fi
+expect "wan convert --layout original" 0 "original layout" "$WAN" convert "$T/diff" "$T/orig" --layout original
+expect "original output loads" 0 "layout: original Wan release" "$WAN" info "$T/orig"
+
+# the same frames (byte for byte) from the .pth release, its diffusers conversion and the round trip, with a
+# text prompt through the bf16 umT5; and from the .pth release and the diffusers fixture with given embeddings
+G="--size 48x32 --frames 5 --steps 3 --seed 7 --cfg 5 --cfg2 3 --quiet"
+"$WAN" generate --model "$R" --prompt "a red circle" --negative-prompt "" $G -o "$T/r.safetensors" >/dev/null 2>&1
+"$WAN" generate --model "$T/diff" --prompt "a red circle" --negative-prompt "" $G -o "$T/d.safetensors" >/dev/null 2>&1
+"$WAN" generate --model "$T/orig" --prompt "a red circle" --negative-prompt "" $G -o "$T/o.safetensors" >/dev/null 2>&1
+same "generate: .pth release == its diffusers conversion" "$T/r.safetensors" "$T/d.safetensors"
+same "generate: .pth release == diffusers -> original round trip" "$T/r.safetensors" "$T/o.safetensors"
+E="--prompt-embeds $F/pipeline/embeds.safetensors"
+"$WAN" generate --model "$R" $E $G -o "$T/re.safetensors" >/dev/null 2>&1
+"$WAN" generate --model "$F/tiny-wan22-t2v" $E $G -o "$T/fe.safetensors" >/dev/null 2>&1
+same "generate: .pth release == diffusers fixture (same embeddings)" "$T/re.safetensors" "$T/fe.safetensors"
+
+# usage and failures
+expect "convert usage" 2 "usage: wan convert" "$WAN" convert "$R"
+expect "convert bad dtype" 2 "use f32, bf16 or f16" "$WAN" convert "$R" "$T/x" --dtype int8
+expect "convert bad shard size" 2 "--shard-size 'lots'" "$WAN" convert "$R" "$T/x" --shard-size lots
+expect "convert: destination exists" 1 "already exists" "$WAN" convert "$R" "$T/diff" --quiet
+expect "convert: unwritable destination" 1 "cannot create the temporary folder" "$WAN" convert "$R" /proc/wan-x --quiet
+expect "convert: corrupt source" 1 "no zip end-of-central-directory" "$WAN" convert "$F/pth/bad_truncated.pth" "$T/y" --quiet
+if [ ! -e "$T/x" ] && [ ! -e "$T/y" ] && ! ls -d "$T"/*.tmp-* >/dev/null 2>&1; then ok "failed conversions left nothing"
+else ko "failed conversions left nothing" "$(ls -la "$T")"; fi
+
+rm -rf "$T"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
