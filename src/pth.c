@@ -27,6 +27,12 @@ bool wan_pth_is_zip(const uint8_t *buf, size_t size)
     return size >= 4 && rd32(buf) == ZIP_LOCAL_SIG;
 }
 
+bool wan_pth_is_legacy(const uint8_t *buf, size_t size)
+{
+    static const uint8_t magic[] = { 0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19 };
+    return size >= sizeof magic && memcmp(buf, magic, sizeof magic) == 0;
+}
+
 /* ---- zip container ---------------------------------------------------------------------------- */
 
 typedef struct zip_entry {

@@ -16,6 +16,10 @@
 /* True when buf starts with a zip local-file header ("PK\3\4"), as every torch.save file since torch 1.6. */
 bool wan_pth_is_zip(const uint8_t *buf, size_t size);
 
+/* True when buf starts like the legacy (torch < 1.6, non-zip) torch.save format: a protocol-2 pickle of
+ * torch's magic number 0x1950a86a20f9469cfc6c, which this reader does not handle. */
+bool wan_pth_is_legacy(const uint8_t *buf, size_t size);
+
 /* Parses a torch.save archive held in memory (`buf`, `size` bytes: the whole file) into *out, as
  * wan_st_parse does for safetensors: one wan_st_tensor per state-dict entry whose value is a tensor,
  * sorted by name, with `data` pointing into buf and begin/end the tensor's byte range in the file

@@ -277,7 +277,10 @@ wan_status wan_st_open(const char *path, wan_st_file **out, wan_error *err)
     }
     /* a zip archive is a torch.save .pth state dict: same entries, read by the restricted unpickler */
     wan_status rc = map && wan_pth_is_zip(map, size) ? wan_pth_parse(path, map, size, f, err)
-                                                     : wan_st_parse(path, map ? map : empty, size, f, err);
+                    : map && wan_pth_is_legacy(map, size)
+                        ? wan_err(err, WAN_ERR_UNSUPPORTED, "%s: a legacy (torch < 1.6) torch.save file; re-save it "
+                                  "with a newer torch (torch.save(torch.load(f), f))", path)
+                        : wan_st_parse(path, map ? map : empty, size, f, err);
     if (rc != WAN_OK) {
         if (map)
             munmap((void *)map, size);

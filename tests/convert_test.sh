@@ -5,18 +5,7 @@
 B=${1:-build}
 WAN="$B/wan"
 F=tests/fixtures
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "[  OK  ] $1"; }
-ko() { fail=$((fail + 1)); echo "[ FAIL ] $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /'; }
-
-expect() {
-    name=$1 code=$2 pat=$3
-    shift 3
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -eq "$code" ] && printf '%s\n' "$out" | grep -Eq -- "$pat"; then ok "$name"; else ko "$name (exit $rc)" "$out"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 same() { # NAME FILE_A FILE_B: byte-identical files
     if [ -f "$2" ] && [ -f "$3" ] && cmp -s "$2" "$3"; then ok "$1"; else ko "$1" "$(ls -l "$2" "$3" 2>&1)"; fi
@@ -74,5 +63,4 @@ if [ ! -e "$T/x" ] && [ ! -e "$T/y" ] && ! ls -d "$T"/*.tmp-* >/dev/null 2>&1; t
 else ko "failed conversions left nothing" "$(ls -la "$T")"; fi
 
 rm -rf "$T"
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

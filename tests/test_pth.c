@@ -114,6 +114,7 @@ TEST(pth_rejects_malicious_and_corrupt)
     CHECK(expect_reject("pth/bad_numel.pth", WAN_ERR_FORMAT, "has 1000 elements of 4 bytes but its entry"));
     CHECK(expect_reject("pth/bad_compressed.pth", WAN_ERR_UNSUPPORTED, "is compressed (method 8)"));
     CHECK(expect_reject("pth/bad_nostop.pth", WAN_ERR_FORMAT, "ends without STOP"));
+    CHECK(expect_reject("pth/bad_legacy.pth", WAN_ERR_UNSUPPORTED, "a legacy (torch < 1.6) torch.save file"));
     CHECK(wan_mem_current() == base);
 }
 

@@ -32,6 +32,7 @@ Loads the committed original-layout fixture tests/fixtures/tiny-wan22-t2v-orig (
       bad_numel.pth                         a storage whose numel needs more bytes than its entry holds
       bad_compressed.pth                    edge.pth re-packed with deflate-compressed entries
       bad_nostop.pth                        a pickle cut before STOP
+      bad_legacy.pth                        the start of a legacy (torch < 1.6, non-zip) file, which is not read
 
 Usage: tools/ref/.venv/bin/python tools/ref/dump_pth.py   (a few seconds; two runs give identical files)
 """
@@ -248,10 +249,14 @@ def write_cases():
     save_pickle(p("bad_numel.pth"), one_tensor_dict("x", tensor_pkl("FloatStorage", "0", 1000, 0, [3], [1])),
                 {"0": fl})
     repack(p("edge.pth"), p("bad_compressed.pth"), deflate=True)
+    legacy = io.BytesIO()
+    torch.save(small, legacy, _use_new_zipfile_serialization=False)
+    with open(p("bad_legacy.pth"), "wb") as f:  # its first two pickles (magic number, protocol version): the
+        f.write(legacy.getvalue()[:21])          # rest holds random storage keys, not reproducible
     save_pickle(p("bad_nostop.pth"), good[:-1], {"0": fl})
     for name in sorted(os.listdir(OUT_CASES)):
         path = p(name)
-        if name.startswith("bad_") and name != "bad_noncontig.pth":
+        if name.startswith("bad_") and name not in ("bad_noncontig.pth", "bad_legacy.pth"):
             try:
                 torch.load(path, map_location="cpu", weights_only=True)
                 verdict = "loads (!)"

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Render the synthetic shapes data set (see world.py) for tools/shapes/train.py.
+
+Writes OUT/clips.npy (uint8 [N, F, H, W, 3]) and OUT/clips.json (per clip: shape, colour, background, motion,
+English and Chinese captions), for every training combination times --variants random sizes, positions and
+speeds; and tools/shapes/eval_prompts.tsv: the held-out combinations (never rendered for training) as the
+prompt list of `wan eval` and eval_ref.py, one English and one Chinese prompt each, with a seed.
+
+Usage: tools/ref/.venv/bin/python tools/shapes/make_data.py [--out build/shapes] [--variants 8]
+Deterministic: every clip draws from random.Random(SEED_RENDER + index).
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import world  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+SEED_RENDER = 7000
+
+
+def write_eval_prompts(path, heldout):
+    lines = [
+        "# Held-out prompts of the shapes world (tools/shapes/make_data.py): combinations never trained on.",
+        "# `colour NAME R G B` lines are the probe's palette; `prompt` lines are tab-separated:",
+        "# prompt<TAB>LANG<TAB>SEED<TAB>SHAPE<TAB>COLOUR<TAB>BACKGROUND<TAB>MOTION<TAB>TEXT",
+    ]
+    for name, (r, g, b) in world.PALETTE.items():
+        lines.append(f"colour\t{name}\t{r}\t{g}\t{b}")
+    seed = 0
+    for lang in ("en", "zh"):
+        for combo in heldout:
+            lines.append("\t".join(["prompt", lang, str(seed), *combo, world.caption(lang, *combo)]))
+            seed += 1
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "shapes"))
+    ap.add_argument("--variants", type=int, default=8)
+    ap.add_argument("--prompts", default=os.path.join(HERE, "eval_prompts.tsv"))
+    args = ap.parse_args()
+
+    t0 = time.time()
+    train, heldout = world.split_combos()
+    os.makedirs(args.out, exist_ok=True)
+    n = len(train) * args.variants
+    clips = np.empty((n, world.FRAMES, world.HEIGHT, world.WIDTH, 3), np.uint8)
+    meta = []
+    for i in range(n):
+        combo = train[i % len(train)]
+        clips[i] = world.render(*combo, random.Random(SEED_RENDER + i))
+        s, c, b, m = combo
+        meta.append({"shape": s, "colour": c, "background": b, "motion": m,
+                     "en": world.caption("en", *combo), "zh": world.caption("zh", *combo)})
+    np.save(os.path.join(args.out, "clips.npy"), clips)
+    with open(os.path.join(args.out, "clips.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, ensure_ascii=False)
+    write_eval_prompts(args.prompts, heldout)
+    print(f"[data] {n} clips ({len(train)} combinations x {args.variants}) -> {args.out}; "
+          f"{len(heldout)} held-out combinations x 2 languages -> {os.path.relpath(args.prompts, ROOT)}; "
+          f"{time.time() - t0:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
