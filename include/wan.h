@@ -4,14 +4,21 @@
  * Usage (error handling shortened):
  *
  *     char err[512];
- *     wan_model_t *model = NULL;
- *     wan_model_params mp = wan_model_default_params();
- *     if (wan_model_load("Wan2.2-T2V-A14B-Diffusers", &mp, &model, err, sizeof err) != WAN_OK) {
- *         fprintf(stderr, "%s\n", err);
- *         return 1;
- *     }
- *     const wan_transformer_config *tc = wan_model_transformer_config(model, 0);
- *     printf("layers: %d\n", tc->num_layers);
+ *     wan_model_t *model;
+ *     wan_ctx_t *ctx;
+ *     if (wan_model_load("Wan2.2-T2V-A14B-Diffusers", NULL, &model, err, sizeof err) != WAN_OK)
+ *         return fprintf(stderr, "%s\n", err), 1;
+ *     wan_ctx_new(model, &ctx, err, sizeof err);
+ *     wan_generate_params p = wan_generate_default_params(model);   // 1280x720, 81 frames, 40 steps
+ *     p.prompt = "a corgi surfing a wave at sunset";
+ *     p.seed = 42;
+ *     wan_video v;
+ *     if (wan_generate(ctx, &p, &v) != WAN_OK)
+ *         fprintf(stderr, "%s\n", wan_ctx_errmsg(ctx));
+ *     else
+ *         wan_video_write("corgi.mp4", v.frames, v.num_frames, v.height, v.width, v.fps, NULL, err, sizeof err);
+ *     wan_video_free(&v);
+ *     wan_ctx_free(ctx);
  *     wan_model_free(model);
  *
  * Conventions used throughout this header:
