@@ -396,14 +396,17 @@ TEST(vae_encode_drops_frames)
 
 /* ---- weights on disk --------------------------------------------------------------------------- */
 
-/* Every original name of both released VAEs maps to its diffusers name (the spec's TSV tables). */
+/* Every original name of both released VAEs maps to its diffusers name: the spec's parameter tables, copied to
+ * tools/ref/ (the tests run from the repository root). */
 static int rename_tsv(const char *file)
 {
-    char rel[64], line[512];
-    snprintf(rel, sizeof rel, "vae/%s", file);
-    FILE *f = fopen(wan_test_fixture(rel), "r");
-    if (!f)
+    char path[128], line[512];
+    snprintf(path, sizeof path, "tools/ref/%s", file);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        printf("    cannot open %s\n", path);
         return 0;
+    }
     int n = 0, bad = 0, per_level = 4;
     while (fgets(line, sizeof line, f)) {
         char dn[160], shape[64], on[160], buf[160];
@@ -423,8 +426,8 @@ static int rename_tsv(const char *file)
 
 TEST(vae_rename_tables)
 {
-    CHECK(rename_tsv("names_wan21.tsv"));
-    CHECK(rename_tsv("names_wan22.tsv"));
+    CHECK(rename_tsv("vae_params_wan21.tsv"));
+    CHECK(rename_tsv("vae_params_wan22.tsv"));
 }
 
 static int decode_equal(wan_model_t *a, wan_model_t *b, const wan_host_tensor *z, double tol)

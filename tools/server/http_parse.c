@@ -92,6 +92,7 @@ int srv_route_parse(const char *method, const char *path, srv_route *out)
         { "/metrics", SRV_ROUTE_METRICS, SRV_ROUTE_NONE },
         { "/v1/videos", SRV_ROUTE_LIST, SRV_ROUTE_CREATE },
         { "/v1/videos/", SRV_ROUTE_LIST, SRV_ROUTE_CREATE },
+        { "/v1/loras", SRV_ROUTE_LORAS, SRV_ROUTE_NONE },
     };
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
         if (strcmp(path, fixed[i].path) != 0)
@@ -177,6 +178,91 @@ static const char *k_samplers[] = { "unipc", "euler", "dpmpp" };
 const char *srv_sampler_name(int sampler)
 {
     return sampler >= 0 && sampler < 3 ? k_samplers[sampler] : "default";
+}
+
+/* ---- LoRA adapters ---------------------------------------------------------------------------- */
+
+static const char *k_lora_targets[] = { "high", "low", "both" };
+
+const char *srv_lora_target_name(int target)
+{
+    return target >= SRV_LORA_HIGH && target <= SRV_LORA_BOTH ? k_lora_targets[target - 1] : "high";
+}
+
+int srv_lora_name_valid(const char *name)
+{
+    static const char ext[] = ".safetensors";
+    size_t n = strlen(name);
+    if (n == 0 || n > SRV_LORA_NAME_MAX || n <= sizeof ext - 1 || name[0] == '.' ||
+        strcmp(name + n - (sizeof ext - 1), ext) != 0)
+        return 0;
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        if (*c < 0x20 || *c == 0x7f || *c == '/' || *c == '\\')
+            return 0;
+    return 1;
+}
+
+/* One element of `loras`: {"name": ..., "scale": ..., "target": ...}. */
+static int parse_lora(const cJSON *o, int i, srv_lora *l, srv_perr *e)
+{
+    if (!cJSON_IsObject(o))
+        return perr(e, 400, "loras", "invalid_type",
+                    "'loras[%d]' must be an object {\"name\": FILE, \"scale\": NUMBER, \"target\": "
+                    "\"high\"|\"low\"|\"both\"}.", i);
+    memset(l, 0, sizeof *l);
+    l->scale = 1.0;
+    l->target = SRV_LORA_HIGH;
+    int have_name = 0;
+    for (const cJSON *it = o->child; it; it = it->next) {
+        const char *k = it->string ? it->string : "";
+        if (!strcmp(k, "name")) {
+            const char *v = cJSON_IsString(it) ? it->valuestring : NULL;
+            if (!v || !srv_lora_name_valid(v))
+                return perr(e, 400, "loras", "invalid_lora_name",
+                            "'loras[%d].name' must be the plain name of a .safetensors file in the server's LoRA "
+                            "folder (no '/', not starting with '.'), got '%.64s'.", i, v ? v : "(not a string)");
+            memcpy(l->name, v, strlen(v) + 1);
+            have_name = 1;
+        } else if (!strcmp(k, "scale")) {
+            if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || fabs(it->valuedouble) > 100)
+                return perr(e, 400, "loras", "invalid_value", "'loras[%d].scale' must be a number in [-100, 100].",
+                            i);
+            l->scale = it->valuedouble;
+        } else if (!strcmp(k, "target")) {
+            int t = 0;
+            for (int j = 0; j < 3 && cJSON_IsString(it); j++)
+                if (!strcasecmp(it->valuestring, k_lora_targets[j]))
+                    t = j + 1;
+            if (!t)
+                return perr(e, 400, "loras", "invalid_value",
+                            "'loras[%d].target' must be one of high, low, both.", i);
+            l->target = t;
+        } else {
+            return perr(e, 400, "loras", "unknown_parameter", "Unknown parameter: 'loras[%d].%.32s'.", i, k);
+        }
+    }
+    if (!have_name)
+        return perr(e, 400, "loras", "missing_required_parameter", "'loras[%d]' has no 'name'.", i);
+    return 0;
+}
+
+/* `loras`: a JSON array of adapters (replaces any earlier value). */
+static int parse_loras(srv_params *p, const cJSON *v, srv_perr *e)
+{
+    p->n_loras = 0;
+    if (!cJSON_IsArray(v))
+        return perr(e, 400, "loras", "invalid_type",
+                    "'loras' must be a list of {\"name\", \"scale\", \"target\"} objects.");
+    int n = cJSON_GetArraySize(v);
+    if (n > SRV_MAX_LORAS)
+        return perr(e, 400, "loras", "invalid_value", "'loras' lists %d adapters; at most %d are allowed.", n,
+                    SRV_MAX_LORAS);
+    int i = 0;
+    for (const cJSON *it = v->child; it; it = it->next, i++)
+        if (parse_lora(it, i, &p->loras[i], e))
+            return -1;
+    p->n_loras = n;
+    return 0;
 }
 
 static int check_text(const char *name, const char *s, size_t n, const srv_limits *lim, srv_perr *e)
@@ -276,6 +362,21 @@ static int set_field(srv_params *p, const char *key, const char *s, size_t n, co
         return perr(e, 400, key, "invalid_value",
                     "'sampler' must be one of unipc, euler, dpmpp, got '%.32s'.", s);
     }
+    if (!strcmp(key, "loras")) { /* JSON text, from a form field or a JSON string */
+        if (strlen(s) != n)
+            return perr(e, 400, key, "invalid_value", "'loras' contains a NUL character.");
+        if (!s[strspn(s, " \t\r\n")]) { /* an empty form field: none */
+            p->n_loras = 0;
+            return 0;
+        }
+        cJSON *v = cJSON_ParseWithLength(s, n);
+        if (!v)
+            return perr(e, 400, key, "invalid_json",
+                        "'loras' must be JSON: a list of {\"name\", \"scale\", \"target\"} objects.");
+        int rc = parse_loras(p, v, e);
+        cJSON_Delete(v);
+        return rc;
+    }
     if (!strcmp(key, "input_reference"))
         return perr(e, 400, key, "unsupported_parameter",
                     "'input_reference' is not supported: this server generates from text only.");
@@ -328,6 +429,8 @@ static int params_from_json(const uint8_t *body, size_t len, const srv_limits *l
             else
                 snprintf(num, sizeof num, "%.17g", d);
             rc = set_field(p, key, num, strlen(num), lim, e);
+        } else if (cJSON_IsArray(it) && !strcmp(key, "loras")) {
+            rc = parse_loras(p, it, e);
         } else if (cJSON_IsBool(it) || cJSON_IsObject(it) || cJSON_IsArray(it)) {
             if (!strcmp(key, "input_reference"))
                 rc = set_field(p, key, "", 0, lim, e);

@@ -24,7 +24,8 @@ typedef enum srv_route_kind {
     SRV_ROUTE_DELETE,    /* DELETE /v1/videos/{id}                       */
     SRV_ROUTE_CANCEL,    /* POST /v1/videos/{id}/cancel (extension)      */
     SRV_ROUTE_CONTENT,   /* GET|HEAD /v1/videos/{id}/content             */
-    SRV_ROUTE_EVENTS     /* GET /v1/videos/{id}/events (SSE, extension)  */
+    SRV_ROUTE_EVENTS,    /* GET /v1/videos/{id}/events (SSE, extension)  */
+    SRV_ROUTE_LORAS      /* GET /v1/loras (extension)                    */
 } srv_route_kind;
 
 typedef struct srv_route {
@@ -41,6 +42,23 @@ int srv_route_parse(const char *method, const char *path, srv_route *out);
 int srv_id_valid(const char *s);
 
 /* ---- job parameters --------------------------------------------------------------------------- */
+
+/* LoRA adapters of a request: file names inside the server's --lora-dir. */
+#define SRV_MAX_LORAS 8
+#define SRV_LORA_NAME_MAX 255
+
+typedef enum srv_lora_target {
+    SRV_LORA_HIGH = 1, /* the values of wan_lora_target */
+    SRV_LORA_LOW = 2,
+    SRV_LORA_BOTH = 3
+} srv_lora_target;
+
+typedef struct srv_lora {
+    char name[SRV_LORA_NAME_MAX + 1]; /* a plain file name (srv_lora_name_valid)    */
+    double scale;                     /* strength, [-100, 100]; 1 = as trained        */
+    int target;                       /* a srv_lora_target                            */
+} srv_lora;
+
 typedef struct srv_params {
     char *prompt;           /* owned, never NULL after a successful parse        */
     char *negative_prompt;  /* owned; NULL: the model's default negative prompt  */
@@ -55,6 +73,8 @@ typedef struct srv_params {
     int sampler;            /* -1: the scheduler config's; 0 unipc, 1 euler, 2 dpmpp */
     int has_seed;
     uint64_t seed;
+    int n_loras;
+    srv_lora loras[SRV_MAX_LORAS];
 } srv_params;
 
 /* Bounds on a request. A field of 0 means "no bound" (used when reloading accepted jobs). */
@@ -82,7 +102,11 @@ typedef struct srv_perr {
 /* Parses the body of POST /v1/videos according to its Content-Type (application/json,
  * multipart/form-data; boundary=..., or application/x-www-form-urlencoded; NULL means JSON).
  * Known fields: prompt, model, seconds, size, negative_prompt, seed, steps, guidance_scale,
- * guidance_scale_2, num_frames, fps, sampler; any other field is an error, as is input_reference.
+ * guidance_scale_2, num_frames, fps, sampler, loras; any other field is an error, as is input_reference.
+ * `loras` is a JSON array of {"name": FILE, "scale": NUMBER, "target": "high"|"low"|"both"} (scale and
+ * target optional: 1 and "high"); in a JSON body it may be the array itself or a string holding it, in a
+ * multipart or urlencoded body it is a string holding it. Names are only checked for their form here
+ * (srv_lora_name_valid); whether the server has such a file is the caller's business.
  * Checks each value against `lim` (NULL: no bounds). On success returns 0 and *out owns its strings
  * (free with srv_params_free); on failure returns -1, fills *e, and *out holds nothing to free. */
 int srv_params_parse(const char *content_type, const uint8_t *body, size_t len, const srv_limits *lim,
@@ -95,6 +119,14 @@ int srv_params_resolve(srv_params *p, const srv_defaults *d, const srv_limits *l
 
 /* Frees the strings of *p and clears it. NULL allowed. */
 void srv_params_free(srv_params *p);
+
+/* 1 when `name` may name a LoRA file inside the server's folder: 1..SRV_LORA_NAME_MAX bytes, no '/' or
+ * '\\', no control characters, not starting with '.' (so neither "." nor ".." nor hidden files), ending in
+ * ".safetensors". Else 0. */
+int srv_lora_name_valid(const char *name);
+
+/* Name of a LoRA target ("high", "low", "both"). */
+const char *srv_lora_target_name(int target);
 
 /* Name of a sampler index ("unipc", "euler", "dpmpp"), or "default" for -1. */
 const char *srv_sampler_name(int sampler);

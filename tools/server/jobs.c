@@ -58,6 +58,20 @@ static void add_num_or_null(cJSON *o, const char *k, int present, double v)
         cJSON_AddNullToObject(o, k);
 }
 
+/* The adapters of a request as the `loras` field takes them. */
+static cJSON *loras_json(const srv_params *p)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < p->n_loras; i++) {
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddStringToObject(l, "name", p->loras[i].name);
+        cJSON_AddNumberToObject(l, "scale", p->loras[i].scale);
+        cJSON_AddStringToObject(l, "target", srv_lora_target_name(p->loras[i].target));
+        cJSON_AddItemToArray(a, l);
+    }
+    return a;
+}
+
 /* The request as a create body, kept in the job file so that a restart re-parses it. */
 static cJSON *params_json(const srv_params *p)
 {
@@ -84,6 +98,8 @@ static cJSON *params_json(const srv_params *p)
         cJSON_AddStringToObject(o, "sampler", srv_sampler_name(p->sampler));
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)p->seed);
     cJSON_AddStringToObject(o, "seed", buf);
+    if (p->n_loras)
+        cJSON_AddItemToObject(o, "loras", loras_json(p));
     return o;
 }
 
@@ -138,6 +154,7 @@ static cJSON *job_json(const srv_store *s, const srv_job *j, int persist)
     cJSON_AddNumberToObject(o, "num_frames", p->num_frames);
     cJSON_AddNumberToObject(o, "fps", p->fps);
     cJSON_AddStringToObject(o, "sampler", srv_sampler_name(p->sampler));
+    cJSON_AddItemToObject(o, "loras", loras_json(p));
     add_num_or_null(o, "started_at", j->started_at > 0, (double)j->started_at);
     if (j->status == SRV_RUNNING) {
         cJSON_AddStringToObject(o, "stage", k_stage[j->stage <= WAN_STAGE_DONE ? j->stage : 3]);
@@ -585,7 +602,19 @@ static int run_job(srv_store *s, srv_job *j, wan_ctx_t *ctx)
     wan_generate_params g = gen_params(s, j, &r);
     wan_video v;
     memset(&v, 0, sizeof v);
-    wan_status rc = wan_generate(ctx, &g, &v);
+    /* the adapters are looked up again: the folder may have changed since the job was accepted, and a
+     * job reloaded after a restart has only their names */
+    wan_lora_use uses[SRV_MAX_LORAS];
+    srv_perr le = { 0 };
+    wan_status rc;
+    if (j->params.n_loras && srv_loras_resolve(&s->loras, s->model, &j->params, uses, &le)) {
+        rc = WAN_ERR_INVALID_ARG;
+    } else {
+        g.loras = uses;
+        g.n_loras = j->params.n_loras;
+        g.lora_mode = WAN_LORA_RUNTIME; /* the shared mapped weights stay untouched */
+        rc = wan_generate(ctx, &g, &v);
+    }
     char err[512] = "";
     char paths[3][4200];
     for (int k = 0; k < 3; k++)
@@ -595,7 +624,7 @@ static int run_job(srv_store *s, srv_job *j, wan_ctx_t *ctx)
                                                    sizeof err);
     te = now_s() - te;
     if (rc != WAN_OK)
-        snprintf(err, sizeof err, "%s", wan_ctx_errmsg(ctx));
+        snprintf(err, sizeof err, "%s", le.status ? le.msg : wan_ctx_errmsg(ctx));
     struct stat st;
     int64_t bytes = wrote && !stat(paths[0], &st) ? (int64_t)st.st_size : 0;
 
@@ -914,6 +943,7 @@ int srv_store_open(srv_store *s, const srv_config *cfg, const wan_model_t *model
     memset(s, 0, sizeof *s);
     s->cfg = cfg;
     s->model = model;
+    srv_lora_cache_init(&s->loras, cfg->lora_dir);
     model_name(cfg->model_dir, s->model_name, sizeof s->model_name);
     model_defaults(model, &s->defaults);
     pthread_mutex_init(&s->lock, NULL);
@@ -983,6 +1013,7 @@ void srv_store_close(srv_store *s)
     for (int i = 0; i < s->n_jobs; i++)
         job_free(s->jobs[i]);
     free(s->jobs);
+    srv_lora_cache_free(&s->loras);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->work);
     pthread_cond_destroy(&s->changed);

@@ -109,7 +109,9 @@ static enum MHD_Result h_create(server *sv, struct MHD_Connection *c, request *r
     srv_perr e;
     if (srv_params_parse(ct, (const uint8_t *)(rq->body ? rq->body : ""), rq->len, &sv->cfg.limits, &p, &e))
         return send_perr(c, &e);
-    if (srv_params_resolve(&p, &sv->store.defaults, &sv->cfg.limits, &e)) {
+    wan_lora_use uses[SRV_MAX_LORAS]; /* only checked here; the worker looks them up again */
+    if (srv_params_resolve(&p, &sv->store.defaults, &sv->cfg.limits, &e) ||
+        (p.n_loras && srv_loras_resolve(&sv->store.loras, sv->store.model, &p, uses, &e))) {
         srv_params_free(&p);
         return send_perr(c, &e);
     }
@@ -364,6 +366,10 @@ static enum MHD_Result dispatch(server *sv, struct MHD_Connection *c, request *r
         return h_content(sv, c, id);
     case SRV_ROUTE_EVENTS:
         return h_events(sv, c, id);
+    case SRV_ROUTE_LORAS:
+        json = srv_lora_list_json(&sv->store.loras);
+        return json ? send_json(c, 200, json)
+                    : send_error(c, 500, "server_error", NULL, "The server cannot read its LoRA folder.");
     case SRV_ROUTE_NONE:
         break;
     }
@@ -470,6 +476,8 @@ static void usage(FILE *f)
             "  --api-key-file F     the same, with the key read from the first line of F\n"
             "                       (also: the WAN_API_KEY environment variable)\n"
             "  --data-dir DIR       where jobs and videos are kept (default ./wan-data)\n"
+            "  --lora-dir DIR       LoRA adapters (.safetensors) that requests may name in 'loras'\n"
+            "                       (default: none; requests with 'loras' are refused)\n"
             "  --max-queue N        queued + running jobs accepted at once (default 64)\n"
             "  --max-frames N       frames per clip (default 121)\n"
             "  --max-pixels N       width x height per frame (default 1280*720)\n"
@@ -533,6 +541,15 @@ static int parse_args(int argc, char **argv, srv_config *cfg, char *keybuf, size
             cfg->host = v;
         else if (!strcmp(a, "--data-dir"))
             cfg->data_dir = v;
+        else if (!strcmp(a, "--lora-dir")) {
+            struct stat st;
+            cfg->lora_dir = v;
+            errno = 0;
+            if (v && (stat(v, &st) || !S_ISDIR(st.st_mode))) {
+                fprintf(stderr, "wan serve: --lora-dir %s: %s\n", v, errno ? strerror(errno) : "not a folder");
+                bad = 1;
+            }
+        }
         else if (!strcmp(a, "--api-key"))
             cfg->api_key = v;
         else if (!strcmp(a, "--api-key-file")) {

@@ -61,7 +61,42 @@ typedef struct srv_config {
     int workers;              /* jobs run at a time                                         */
     int n_threads;            /* threads per job (0: OpenMP default)                        */
     int max_connections;
+    const char *lora_dir;     /* folder of LoRA adapters requests may name; NULL: none      */
 } srv_config;
+
+/* loras.c: the adapters of --lora-dir, each loaded on first use and kept for the server's life
+ * (read-only, shared by every worker); a file replaced under the same name is loaded again. */
+typedef struct srv_lora_entry {
+    char name[SRV_LORA_NAME_MAX + 1];
+    wan_lora_t *lora;
+    uint64_t dev, ino;        /* the file it was loaded from                                */
+    int64_t size, mtime_ns;
+} srv_lora_entry;
+
+typedef struct srv_lora_cache {
+    pthread_mutex_t lock;     /* guards the entries                                         */
+    const char *dir;          /* NULL: LoRAs are disabled                                   */
+    srv_lora_entry *e;
+    int n, cap;
+} srv_lora_cache;
+
+/* Sets up an empty cache for `dir` (NULL: requests with loras are refused). */
+void srv_lora_cache_init(srv_lora_cache *c, const char *dir);
+/* Frees every adapter; no job may be running. */
+void srv_lora_cache_free(srv_lora_cache *c);
+/* The adapter `name` (a file in the folder), loaded now unless cached and unchanged on disk. Returns 0
+ * with *out (owned by the cache, valid until srv_lora_cache_free), or -1 with *e: 400 with code
+ * loras_disabled, invalid_lora_name, lora_not_found or invalid_lora (the message says why, naming the
+ * file but not the folder), 500 when out of memory. Thread-safe. */
+int srv_lora_get(srv_lora_cache *c, const char *name, const wan_lora_t **out, srv_perr *e);
+/* Looks up every adapter of p (srv_lora_get), checks it against the model for its target
+ * (wan_lora_check: 400 invalid_lora when it does not fit) and fills uses[0 .. p->n_loras). Returns 0
+ * or -1 with *e. Thread-safe. */
+int srv_loras_resolve(srv_lora_cache *c, const wan_model_t *model, const srv_params *p, wan_lora_use *uses,
+                      srv_perr *e);
+/* GET /v1/loras: {"object":"list","enabled":bool,"data":[{"object":"lora","name","bytes","modified_at"}]}
+ * with the .safetensors files of the folder by name (malloc'd), or NULL when it cannot be read. */
+char *srv_lora_list_json(srv_lora_cache *c);
 
 /* Prometheus histogram of denoising step seconds. */
 #define SRV_STEP_BUCKETS 10
@@ -81,6 +116,7 @@ typedef struct srv_store {
     int reserved;             /* creations between the queue check and the insertion        */
     const srv_config *cfg;
     const wan_model_t *model;
+    srv_lora_cache loras;     /* the adapters of cfg->lora_dir                              */
     char model_name[128];
     srv_defaults defaults;
     char jobs_dir[4096], videos_dir[4096];
