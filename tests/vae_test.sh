@@ -4,17 +4,7 @@
 B=${1:-build}
 WAN="$B/wan"
 F=tests/fixtures
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "[  OK  ] $1"; }
-ko() { fail=$((fail + 1)); echo "[ FAIL ] $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /'; }
-expect() {
-    name=$1 code=$2 pat=$3
-    shift 3
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -eq "$code" ] && printf '%s\n' "$out" | grep -Eq -- "$pat"; then ok "$name"; else ko "$name (exit $rc)" "$out"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 T=$(mktemp -d)
 expect "vae-decode: pipeline folder" 0 "sample \[1, 3, 17, 32, 48\]" "$WAN" run vae-decode --model $F/tiny-wan22-t2v --in $F/vae/tiny21.safetensors --out $T/a.safetensors
@@ -30,5 +20,4 @@ expect "vae-encode usage" 2 "usage: wan run vae-encode" "$WAN" run vae-encode --
 expect "wan info: original-name VAE" 0 "original Wan names" "$WAN" info $F/tiny-wan22-t2v-orig/Wan2.1_VAE.safetensors
 rm -rf "$T"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
