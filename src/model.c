@@ -176,29 +176,6 @@ static wan_status normalise_dit_names(wan_component_slot *s, wan_error *err)
     return wan_st_set_rename(s->weights, wan_dit_rename_original, NULL, err);
 }
 
-static wan_status load_transformer_dir(wan_model_t *m, int expert, const char *dir,
-                                       const wan_model_params *p, wan_error *err)
-{
-    wan_component which = expert ? WAN_COMPONENT_TRANSFORMER_2 : WAN_COMPONENT_TRANSFORMER;
-    char *text = NULL, *path = NULL;
-    size_t len = 0;
-    char cls[64];
-    wan_status rc = read_in(dir, "config.json", &text, &len, &path, err);
-    if (rc == WAN_OK)
-        rc = wan_parse_transformer_config(text, len, path, &m->tc[expert], cls, sizeof cls, err);
-    if (rc == WAN_OK)
-        rc = slot_set(&m->comp[which], cls, dir, err);
-    if (rc == WAN_OK)
-        rc = open_weights(m, which, dir, err);
-    if (rc == WAN_OK)
-        rc = normalise_dit_names(&m->comp[which], err);
-    if (rc == WAN_OK && p->validate_shapes)
-        rc = wan_transformer_check_weights(m->comp[which].weights, &m->tc[expert], err);
-    wan_free(text);
-    wan_free(path);
-    return rc;
-}
-
 static wan_status check_vae_weights(const wan_st_set *w, const wan_vae_config *c, wan_error *err)
 {
     int64_t z = c->z_dim;
@@ -215,45 +192,64 @@ static wan_status check_vae_weights(const wan_st_set *w, const wan_vae_config *c
     return rc;
 }
 
-static wan_status load_vae_dir(wan_model_t *m, const char *dir, const wan_model_params *p,
-                               wan_error *err)
-{
-    char *text = NULL, *path = NULL;
-    size_t len = 0;
-    wan_status rc = read_in(dir, "config.json", &text, &len, &path, err);
-    if (rc == WAN_OK)
-        rc = wan_parse_vae_config(text, len, path, &m->vae, err);
-    if (rc == WAN_OK)
-        rc = slot_set(&m->comp[WAN_COMPONENT_VAE], "AutoencoderKLWan", dir, err);
-    if (rc == WAN_OK)
-        rc = open_weights(m, WAN_COMPONENT_VAE, dir, err);
-    if (rc == WAN_OK && p->validate_shapes)
-        rc = check_vae_weights(m->comp[WAN_COMPONENT_VAE].weights, &m->vae, err);
-    wan_free(text);
-    wan_free(path);
-    return rc;
-}
-
 static wan_status check_text_encoder_weights(const wan_st_set *w, const wan_text_encoder_config *c,
                                              wan_error *err)
 {
     return wan_umt5_check_weights(w, c, err);
 }
 
-static wan_status load_text_encoder_dir(wan_model_t *m, const char *dir, const wan_model_params *p,
-                                        wan_error *err)
+/* Parses a component's config.json into the model (cls receives the class name). */
+static wan_status parse_component_config(wan_model_t *m, wan_component which, const char *text, size_t len,
+                                         const char *path, char *cls, size_t cls_len, wan_error *err)
+{
+    switch (which) {
+    case WAN_COMPONENT_TRANSFORMER:
+    case WAN_COMPONENT_TRANSFORMER_2:
+        return wan_parse_transformer_config(text, len, path, &m->tc[which == WAN_COMPONENT_TRANSFORMER_2], cls,
+                                            cls_len, err);
+    case WAN_COMPONENT_VAE:
+        snprintf(cls, cls_len, "AutoencoderKLWan");
+        return wan_parse_vae_config(text, len, path, &m->vae, err);
+    case WAN_COMPONENT_TEXT_ENCODER:
+        snprintf(cls, cls_len, "UMT5EncoderModel");
+        return wan_parse_text_encoder_config(text, len, path, &m->te, err);
+    default:
+        return wan_err(err, WAN_ERR_INTERNAL, "%s: component %d has no weights", path, (int)which);
+    }
+}
+
+/* Checks every tensor a component's config implies. */
+static wan_status check_component_weights(const wan_model_t *m, wan_component which, wan_error *err)
+{
+    const wan_st_set *w = m->comp[which].weights;
+    switch (which) {
+    case WAN_COMPONENT_TRANSFORMER:
+    case WAN_COMPONENT_TRANSFORMER_2:
+        return wan_transformer_check_weights(w, &m->tc[which == WAN_COMPONENT_TRANSFORMER_2], err);
+    case WAN_COMPONENT_VAE: return check_vae_weights(w, &m->vae, err);
+    case WAN_COMPONENT_TEXT_ENCODER: return check_text_encoder_weights(w, &m->te, err);
+    default: return WAN_OK;
+    }
+}
+
+/* A component folder with config.json and safetensors weights (transformer, VAE or text encoder). */
+static wan_status load_weights_dir(wan_model_t *m, wan_component which, const char *dir, const wan_model_params *p,
+                                   wan_error *err)
 {
     char *text = NULL, *path = NULL;
     size_t len = 0;
+    char cls[64] = "";
     wan_status rc = read_in(dir, "config.json", &text, &len, &path, err);
     if (rc == WAN_OK)
-        rc = wan_parse_text_encoder_config(text, len, path, &m->te, err);
+        rc = parse_component_config(m, which, text, len, path, cls, sizeof cls, err);
     if (rc == WAN_OK)
-        rc = slot_set(&m->comp[WAN_COMPONENT_TEXT_ENCODER], "UMT5EncoderModel", dir, err);
+        rc = slot_set(&m->comp[which], cls, dir, err);
     if (rc == WAN_OK)
-        rc = open_weights(m, WAN_COMPONENT_TEXT_ENCODER, dir, err);
+        rc = open_weights(m, which, dir, err);
+    if (rc == WAN_OK && (which == WAN_COMPONENT_TRANSFORMER || which == WAN_COMPONENT_TRANSFORMER_2))
+        rc = normalise_dit_names(&m->comp[which], err);
     if (rc == WAN_OK && p->validate_shapes)
-        rc = check_text_encoder_weights(m->comp[WAN_COMPONENT_TEXT_ENCODER].weights, &m->te, err);
+        rc = check_component_weights(m, which, err);
     wan_free(text);
     wan_free(path);
     return rc;
@@ -328,11 +324,11 @@ static wan_status load_component(wan_model_t *m, wan_component c, const char *di
         return wan_err(err, WAN_ERR_NOT_FOUND, "%s: component folder '%s' named by model_index.json is missing",
                        m->path, wan_component_name(c));
     switch (c) {
-    case WAN_COMPONENT_TRANSFORMER: return load_transformer_dir(m, 0, dir, p, err);
-    case WAN_COMPONENT_TRANSFORMER_2: return load_transformer_dir(m, 1, dir, p, err);
-    case WAN_COMPONENT_TEXT_ENCODER: return load_text_encoder_dir(m, dir, p, err);
+    case WAN_COMPONENT_TRANSFORMER:
+    case WAN_COMPONENT_TRANSFORMER_2:
+    case WAN_COMPONENT_TEXT_ENCODER:
+    case WAN_COMPONENT_VAE: return load_weights_dir(m, c, dir, p, err);
     case WAN_COMPONENT_TOKENIZER: return load_tokenizer_dir(m, dir, cls, err);
-    case WAN_COMPONENT_VAE: return load_vae_dir(m, dir, p, err);
     case WAN_COMPONENT_SCHEDULER: return load_scheduler_dir(m, dir, err);
     default: return wan_err(err, WAN_ERR_INTERNAL, "bad component %d", (int)c);
     }
@@ -438,18 +434,18 @@ static wan_status load_component_folder(wan_model_t *m, const wan_model_params *
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
     const char *c = cJSON_IsString(cls) ? cls->valuestring : "";
     if (strcmp(c, "WanTransformer3DModel") == 0) {
-        rc = load_transformer_dir(m, 0, m->path, p, err);
+        rc = load_weights_dir(m, WAN_COMPONENT_TRANSFORMER, m->path, p, err);
     } else if (strcmp(c, "WanModel") == 0) { /* an original release with the DiT at its root (TI2V-5B) */
         m->layout = WAN_LAYOUT_ORIGINAL;
         bool ti2v = cJSON_IsString(mt) && strcmp(mt->valuestring, "ti2v") == 0;
         m->pipe.expand_timesteps = ti2v;
-        rc = load_transformer_dir(m, 0, m->path, p, err);
+        rc = load_weights_dir(m, WAN_COMPONENT_TRANSFORMER, m->path, p, err);
         if (rc == WAN_OK)
             rc = load_original_extras(m, p, ti2v ? 5.0 : 3.0, err);
     } else if (strcmp(c, "AutoencoderKLWan") == 0) {
-        rc = load_vae_dir(m, m->path, p, err);
+        rc = load_weights_dir(m, WAN_COMPONENT_VAE, m->path, p, err);
     } else if (cJSON_IsString(mt) && (strcmp(mt->valuestring, "umt5") == 0 || strcmp(mt->valuestring, "t5") == 0)) {
-        rc = load_text_encoder_dir(m, m->path, p, err);
+        rc = load_weights_dir(m, WAN_COMPONENT_TEXT_ENCODER, m->path, p, err);
     } else {
         rc = wan_err(err, WAN_ERR_UNSUPPORTED,
                      "%s: unknown _class_name '%s' (expected WanTransformer3DModel, WanModel, "
@@ -532,7 +528,7 @@ static wan_status load_original(wan_model_t *m, const wan_model_params *p, wan_e
         char *dir = wan_path_join(m->path, experts[e]);
         if (!dir)
             return wan_err(err, WAN_ERR_NOMEM, "out of memory");
-        wan_status rc = wan_path_is_dir(dir) ? load_transformer_dir(m, e, dir, p, err)
+        wan_status rc = wan_path_is_dir(dir) ? load_weights_dir(m, e ? WAN_COMPONENT_TRANSFORMER_2 : WAN_COMPONENT_TRANSFORMER, dir, p, err)
                                              : wan_err(err, WAN_ERR_NOT_FOUND, "%s: missing %s/", m->path,
                                                        experts[e]);
         wan_free(dir);
