@@ -27,6 +27,8 @@ int cli_exit_code(wan_status rc);
 size_t cli_utf8_invalid_at(const char *s, size_t n);
 /* JSON string escaping (quotes, backslashes, control characters); malloc'ed, NULL on failure. */
 char *cli_json_escape(const char *s);
+/* Seconds on the monotonic clock, for timing a command. */
+double cli_now_s(void);
 /* Formats bytes as "1.23 GiB" into buf. */
 const char *cli_bytes(int64_t n, char *buf, size_t len);
 

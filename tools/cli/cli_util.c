@@ -1,9 +1,11 @@
 /* cli_util.c — helpers shared by the subcommands. */
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void cli_log_to_stderr(wan_log_level level, const char *msg, void *user)
 {
@@ -71,4 +73,11 @@ char *cli_json_escape(const char *s)
     }
     *q = 0;
     return o;
+}
+
+double cli_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -21,13 +21,6 @@ static int usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int cmd_run_transformer(int argc, char **argv)
 {
     const char *model_dir = NULL, *in = NULL, *outp = NULL, *expert_s = "high";
@@ -72,10 +65,10 @@ int cmd_run_transformer(int argc, char **argv)
     }
     if (rc == WAN_OK)
         rc = wan_safetensors_read(in, "encoder_hidden_states", WAN_DTYPE_F32, &ctx, err, sizeof err);
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if (rc == WAN_OK)
         rc = wan_transformer_forward(m, expert, &x, &t, &ctx, &out, threads, err, sizeof err);
-    double dt = now_s() - t0;
+    double dt = cli_now_s() - t0;
     if (rc == WAN_OK)
         rc = wan_safetensors_write(outp, &out, 1, err, sizeof err);
     if (rc == WAN_OK)

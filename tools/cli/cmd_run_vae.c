@@ -31,13 +31,6 @@ static int usage(FILE *f, int decode)
     return f == stdout ? 0 : 2;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int run(int argc, char **argv, int decode)
 {
     const char *name = decode ? "vae-decode" : "vae-encode";
@@ -77,11 +70,11 @@ static int run(int argc, char **argv, int decode)
     wan_status rc = wan_model_load(model_path, NULL, &m, err, sizeof err);
     if (rc == WAN_OK)
         rc = wan_safetensors_read(in, decode ? "z" : "x", WAN_DTYPE_F32, &x, err, sizeof err);
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if (rc == WAN_OK)
         rc = decode ? wan_vae_decode(m, &x, &p, &out, err, sizeof err)
                     : wan_vae_encode(m, &x, &p, &out, err, sizeof err);
-    double dt = now_s() - t0;
+    double dt = cli_now_s() - t0;
     if (rc == WAN_OK)
         rc = wan_safetensors_write(outp, &out, 1, err, sizeof err);
     if (rc == WAN_OK) {
