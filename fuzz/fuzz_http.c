@@ -1,5 +1,6 @@
 /* fuzz_http.c — libFuzzer target for the request parsing of `wan serve` (tools/server/http_parse.c):
- * path routing, POST /v1/videos bodies (JSON, multipart, urlencoded) followed by parameter resolution,
+ * path routing, POST /v1/videos bodies (JSON, multipart, urlencoded; `loras` included: every accepted
+ * adapter name must be a plain file name) followed by parameter resolution,
  * Range headers and bearer tokens. The first byte picks the parser; the rest is its input. */
 #include "../tools/server/http_parse.h"
 
@@ -16,6 +17,13 @@ static void parse_body(const char *ct, const uint8_t *body, size_t len)
     srv_params p;
     srv_perr e;
     if (srv_params_parse(ct, body, len, &lim, &p, &e) == 0) {
+        /* an accepted LoRA name always stays inside the server's folder */
+        if (p.n_loras < 0 || p.n_loras > SRV_MAX_LORAS)
+            abort();
+        for (int i = 0; i < p.n_loras; i++)
+            if (!srv_lora_name_valid(p.loras[i].name) || strchr(p.loras[i].name, '/') ||
+                p.loras[i].target < SRV_LORA_HIGH || p.loras[i].target > SRV_LORA_BOTH)
+                abort();
         srv_params_resolve(&p, &def, &lim, &e);
         srv_params_free(&p);
     }

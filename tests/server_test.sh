@@ -47,6 +47,7 @@ expect "wan serve without --model" 2 "--model DIR is required" "$WAN" serve
 expect "wan serve bad port" 2 "--port needs an integer" "$WAN" serve --model x --port http
 expect "wan serve unknown option" 2 "unknown option '--frobnicate'" "$WAN" serve --model x --frobnicate
 expect "wan serve missing key file" 2 "cannot open the API key file" "$WAN" serve --model x --api-key-file "$TMPD/none"
+expect "wan serve missing LoRA folder" 2 "--lora-dir .*: No such file" "$WAN" serve --model x --lora-dir "$TMPD/none"
 expect "wan serve missing model" 1 "no such file or folder" "$WAN" serve --model "$TMPD/none" --port 0
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TMPD/key"
 "$WAN" serve --model tests/fixtures/tiny-wan22-t2v --host 127.0.0.1 --port 0 --data-dir "$TMPD/data" \

@@ -429,7 +429,7 @@ static int params_from_json(const uint8_t *body, size_t len, const srv_limits *l
             else
                 snprintf(num, sizeof num, "%.17g", d);
             rc = set_field(p, key, num, strlen(num), lim, e);
-        } else if (cJSON_IsArray(it) && !strcmp(key, "loras")) {
+        } else if ((cJSON_IsArray(it) || cJSON_IsObject(it)) && !strcmp(key, "loras")) {
             rc = parse_loras(p, it, e);
         } else if (cJSON_IsBool(it) || cJSON_IsObject(it) || cJSON_IsArray(it)) {
             if (!strcmp(key, "input_reference"))

@@ -54,7 +54,7 @@ BOUNDARY = 0.875
 MAX_LEN = 512          # WanPipeline's max_sequence_length
 P_UNCOND = 0.1         # caption dropout (the empty prompt) for classifier-free guidance
 
-SPM_VOCAB = 320
+SPM_VOCAB = 420
 TEXT_CFG = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
                 relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.0,
                 layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
@@ -212,7 +212,7 @@ def check_compression(model, text_encoder, tokens):
 
 def to_video(clips):
     """uint8 [B, F, H, W, 3] -> float [B, 3, F, H, W] in [-1, 1]."""
-    return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    return torch.from_numpy(np.array(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
 
 def train_vae(clips, steps, batch=8, crop=32, lr=1e-3):
@@ -315,7 +315,7 @@ def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_rang
     warm = min(200, steps // 10 + 1)
     avg = None
     for step in range(steps):
-        idx = rng.integers(0, len(x0_all), batch)
+        idx = torch.from_numpy(rng.integers(0, len(x0_all), batch))
         lang = rng.integers(0, 2, batch)
         drop = rng.random(batch) < P_UNCOND
         prompts = ["" if drop[i] else captions[idx[i]][("en", "zh")[lang[i]]] for i in range(batch)]
@@ -379,6 +379,7 @@ def main():
     ap.add_argument("--base-steps", type=int, default=5000)
     ap.add_argument("--expert-steps", type=int, default=1200)
     ap.add_argument("--save-vae", default=None, help="also keep the trained VAE + latents here (for reruns)")
+    ap.add_argument("--only-vae", action="store_true", help="stop after stage 2 (a pilot of the VAE)")
     ap.add_argument("--load-vae", default=None, help="skip stage 2: load the VAE + latents saved by --save-vae")
     args = ap.parse_args()
 
@@ -413,6 +414,8 @@ def main():
         vae = train_vae(clips, args.vae_steps)
         clock.lap("vae training")
         vae_report(vae, np.ascontiguousarray(clips[-64:]))
+        if args.only_vae:
+            return
         mu = encode_all(vae, clips)
         if args.save_vae:
             vae.save_pretrained(args.save_vae)
