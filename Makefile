@@ -25,7 +25,23 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all lib cli test check fuzz bench clean deps
+# CUDA backend (docs/CUDA.md): `make cuda` builds build-cuda/ with src/cuda/*.cu (nvcc: sm_80 and sm_90 code, PTX
+# for newer GPUs) in place of src/cuda_stub.c, linked with cuBLASLt/cuBLAS/cudart. Without WAN_CUDA=1 (the default
+# build) nothing here applies and nvcc is never run.
+NVCC ?= nvcc
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC) 2>/dev/null))
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+NVCCFLAGS := -std=c++17 -O2 -g $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-fPIC -Iinclude -Isrc $(EXTRA_NVCCFLAGS)
+CUDA_OBJ :=
+ifeq ($(WAN_CUDA),1)
+CUDA_SRC := $(sort $(wildcard src/cuda/*.cu))
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+LIB_OBJ := $(filter-out $(BUILD)/src/cuda_stub.o,$(LIB_OBJ)) $(CUDA_OBJ)
+LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+endif
+
+.PHONY: all lib cli test check fuzz bench clean deps cuda
 all: $(BUILD)/wan $(BUILD)/wan_tests
 
 lib: $(BUILD)/libwan.a
@@ -88,7 +104,17 @@ $(BUILD)/bench/%: bench/%.c bench/bench.h $(BUILD)/libwan.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libwan.a $(LDFLAGS) $(LDLIBS)
 
-clean:
-	rm -rf build build-san build-fuzz
+cuda:
+	$(MAKE) BUILD=build-cuda WAN_CUDA=1 build-cuda/wan build-cuda/wan_tests build-cuda/bench/gpu
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/bench/gpu: $(BUILD)/bench/gpu.o $(BUILD)/libwan.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+clean:
+	rm -rf build build-san build-fuzz build-cuda
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/bench/gpu.d

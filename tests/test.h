@@ -1,6 +1,6 @@
 /* test.h — a minimal test harness: TEST(name) registers a case; CHECK/CHECK_RC fail it with a
  * message. All cases are linked into one binary (build/wan_tests) that prints one line per case and a
- * final "N passed, N failed". */
+ * final "N passed, N failed" (", N skipped" appended when a case was skipped). */
 #ifndef WAN_TEST_H
 #define WAN_TEST_H
 
@@ -40,6 +40,17 @@ void wan_test_register(const char *name, const char *file, wan_test_fn fn);
             *failed_ = 1;                                                                         \
             return;                                                                               \
         }                                                                                         \
+    } while (0)
+
+/* Ends the case as skipped (counted apart from passed and failed) and prints why. For cases that need
+ * hardware this machine lacks; never for a case that could run. */
+#define SKIP(...)                                                                                 \
+    do {                                                                                          \
+        printf("    [ SKIP ] ");                                                                  \
+        printf(__VA_ARGS__);                                                                      \
+        printf("\n");                                                                             \
+        *failed_ = -1;                                                                            \
+        return;                                                                                   \
     } while (0)
 
 /* Expects a wan_status; prints the error message held in errbuf when it differs. */

@@ -50,16 +50,19 @@ int wan_test_compare(const char *name, const float *got, const float *ref, size_
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < g_n; i++) {
         if (argc > 1 && !strstr(g_tests[i].name, argv[1]))
             continue;
         int f = 0;
         printf("[ RUN  ] %s\n", g_tests[i].name);
         g_tests[i].fn(&f);
-        printf("[ %s ] %s\n", f ? "FAIL" : " OK ", g_tests[i].name);
-        f ? failed++ : passed++;
+        printf("[ %s ] %s\n", f > 0 ? "FAIL" : f < 0 ? "SKIP" : " OK ", g_tests[i].name);
+        f > 0 ? failed++ : f < 0 ? skipped++ : passed++;
     }
-    printf("%d passed, %d failed\n", passed, failed);
+    if (skipped)
+        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else
+        printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

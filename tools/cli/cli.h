@@ -16,6 +16,7 @@ int cmd_run_transformer(int argc, char **argv);  /* `wan run transformer` */
 int cmd_run_video(int argc, char **argv);        /* `wan run video` */
 int cmd_generate(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_eval(int argc, char **argv); /* `wan eval`: prompt adherence on the shapes world (tools/shapes/) */
 int cmd_run_vae_decode(int argc, char **argv); /* `wan run vae-decode` */
 int cmd_run_vae_encode(int argc, char **argv); /* `wan run vae-encode` */
 

@@ -15,6 +15,7 @@ static const struct {
     { "convert", cmd_convert, "convert SRC DST [--dtype bf16] [--layout diffusers|original]  rewrite a model (.pth ok)" },
     { "run", cmd_run, "run COMPONENT ...         run one network on tensors from a safetensors file" },
     { "tokenize", cmd_tokenize, "tokenize --tokenizer PATH  prompt -> umT5 token ids (JSON)" },
+    { "eval", cmd_eval, "eval --model DIR [...]    prompt adherence of a shapes-world model (tools/shapes/)" },
     { "serve", cmd_serve, "serve --model DIR [...]   HTTP video generation service (OpenAI Videos API)" },
 };
 

@@ -25,6 +25,8 @@ import world  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 SEED_RENDER = 7000
+# generation settings of `wan eval` and eval_ref.py (written into eval_prompts.tsv)
+EVAL_SETTINGS = {"size": f"{world.WIDTH}x{world.HEIGHT}", "frames": world.FRAMES, "steps": 20, "cfg": 5.0, "cfg2": 5.0}
 
 
 def write_eval_prompts(path, heldout):
@@ -32,7 +34,10 @@ def write_eval_prompts(path, heldout):
         "# Held-out prompts of the shapes world (tools/shapes/make_data.py): combinations never trained on.",
         "# `colour NAME R G B` lines are the probe's palette; `prompt` lines are tab-separated:",
         "# prompt<TAB>LANG<TAB>SEED<TAB>SHAPE<TAB>COLOUR<TAB>BACKGROUND<TAB>MOTION<TAB>TEXT",
+        "# `setting` lines are the generation defaults (the negative prompt is always empty).",
     ]
+    for k, v in EVAL_SETTINGS.items():
+        lines.append(f"setting\t{k}\t{v}")
     for name, (r, g, b) in world.PALETTE.items():
         lines.append(f"colour\t{name}\t{r}\t{g}\t{b}")
     seed = 0
@@ -49,10 +54,14 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "shapes"))
     ap.add_argument("--variants", type=int, default=8)
     ap.add_argument("--prompts", default=os.path.join(HERE, "eval_prompts.tsv"))
+    ap.add_argument("--prompts-only", action="store_true", help="only write the prompt list")
     args = ap.parse_args()
 
     t0 = time.time()
     train, heldout = world.split_combos()
+    if args.prompts_only:
+        write_eval_prompts(args.prompts, heldout)
+        return
     os.makedirs(args.out, exist_ok=True)
     n = len(train) * args.variants
     clips = np.empty((n, world.FRAMES, world.HEIGHT, world.WIDTH, 3), np.uint8)

@@ -7,8 +7,8 @@ Stages (each logs its CPU seconds):
   1. tokenizer  a SentencePiece unigram model trained on the training captions (English + Chinese, every
                 character covered, byte_fallback for anything else), converted to tokenizer.json as
                 tools/ref/make_fixtures.py does for the fixtures
-  2. vae        AutoencoderKLWan trained as an autoencoder (MSE + L1 + a small KL) on 9-frame 32x32 crops;
-                then every clip is encoded (posterior mean) and the per-channel latents_mean/std are set
+  2. vae        AutoencoderKLWan trained as an autoencoder (MSE + L1) on 32x32 crops, single frames then
+                whole 9-frame clips; then every clip is encoded (posterior mean) and the per-channel latents_mean/std are set
   3. base       one transformer + the umT5 encoder trained jointly on all noise levels, flow matching as Wan:
                 x_t = (1 - s) x0 + s e, target e - x0, timestep 1000 s, s drawn through the shift 3 map
   4. experts    the base copied twice and fine-tuned on s >= 0.875 (high noise: `transformer`) and s < 0.875
@@ -215,33 +215,78 @@ def to_video(clips):
     return torch.from_numpy(np.array(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
 
-def train_vae(clips, steps, batch=8, crop=32, lr=1e-3):
+def init_vae(vae):
+    """A per-frame autoencoder to start from: He-normal convolutions with zero biases, residual branches and
+    attention outputs scaled by 0.1, causal 3D kernels with only the current-frame tap (the past taps zero, the
+    current one scaled by sqrt(3) to keep the He variance), and the temporal resampling convolutions set to
+    pass the current frame through (identity on the last tap), as the original Wan code initialises them.
+    With PyTorch's default init the deep Wan VAE barely passes its input through and trains an order of
+    magnitude slower; with random past taps, a model trained on single frames breaks on clips."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
+
+    with torch.no_grad():
+        for _, m in vae.named_modules():
+            if isinstance(m, (torch.nn.Conv3d, torch.nn.Conv2d)):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    m.bias.zero_()
+            if isinstance(m, WanCausalConv3d) and m.weight.shape[2] == 3:
+                m.weight[:, :, :2] = 0
+                m.weight[:, :, 2] *= math.sqrt(3.0)
+        for n, m in vae.named_modules():
+            if n.endswith("conv2") or n.endswith("attentions.0.proj"):
+                m.weight.mul_(0.1)
+            if isinstance(m, WanResample) and hasattr(m, "time_conv"):
+                w = m.time_conv.weight  # [out, in, 3, 1, 1]; out = 2 in (upsample: two frames) or in
+                w.zero_()
+                c = w.shape[1]
+                for o in range(w.shape[0]):
+                    w[o, o % c, 2, 0, 0] = 1.0
+
+
+def vae_step(vae, opt, x, gen):
+    """One autoencoder step: decode the posterior mean plus a little noise (robustness to the transformer's
+    errors); MSE + L1 on pixels, a small pull of the latents towards 0 (keeps their scale near 1)."""
+    post = vae.encode(x).latent_dist
+    z = post.mean + 0.05 * torch.randn(post.mean.shape, generator=gen)
+    y = vae.decode(z).sample
+    rec = F.mse_loss(y, x) + 0.1 * F.l1_loss(y, x)
+    loss = rec + 1e-3 * post.mean.pow(2).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+    opt.step()
+    return rec.item()
+
+
+def train_vae(clips, image_steps, video_steps, lr=5e-4, crop=32):
+    """Stage A: single frames (the first-frame path, 5x cheaper), batch 16; stage B: whole 9-frame clips (the
+    causal temporal path), batch 8; both on random 32x32 crops at multiples of 8."""
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(SEED_VAE)
     vae = AutoencoderKLWan(**VAE_CFG)
+    init_vae(vae)
     vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     rng = np.random.default_rng(SEED_VAE)
+    gen = torch.Generator().manual_seed(SEED_VAE)
     H, W = clips.shape[2:4]
+    steps = image_steps + video_steps
+    avg = None
     for step in range(steps):
-        idx = rng.integers(0, len(clips), batch)
+        video = step >= image_steps
+        batch = 8 if video else 16
+        idx = np.sort(rng.integers(0, len(clips), batch))
         oy, ox = rng.integers(0, (H - crop) // 8 + 1) * 8, rng.integers(0, (W - crop) // 8 + 1) * 8
-        x = to_video(clips[idx, :, oy:oy + crop, ox:ox + crop])
+        frames = slice(None) if video else slice(int(rng.integers(0, clips.shape[1])), None)
+        x = to_video(clips[idx, frames, oy:oy + crop, ox:ox + crop][:, :None if video else 1])
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        post = vae.encode(x).latent_dist
-        z = post.sample(generator=torch.Generator().manual_seed(step))
-        y = vae.decode(z).sample
-        rec = F.mse_loss(y, x) + 0.1 * F.l1_loss(y, x)
-        kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
-        loss = rec + 1e-4 * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        if step % 50 == 0 or step == steps - 1:
-            log(f"[vae] step {step:5d}  rec {rec.item():.5f}  kl {kl.item():.3f}")
+            g["lr"] = lr * min(1.0, (step + 1) / 20) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        rec = vae_step(vae, opt, x, gen)
+        avg = rec if avg is None or step == image_steps else 0.95 * avg + 0.05 * rec
+        if step % 50 == 0 or step == steps - 1 or step == image_steps - 1:
+            log(f"[vae] step {step:5d} ({'video' if video else 'image'})  rec {rec:.5f}  avg {avg:.5f}")
     vae.eval()
     return vae
 
@@ -375,7 +420,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.path.join(ROOT, "build", "shapes"))
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "wan-tiny-shapes"))
-    ap.add_argument("--vae-steps", type=int, default=400)
+    ap.add_argument("--vae-image-steps", type=int, default=600)
+    ap.add_argument("--vae-video-steps", type=int, default=250)
     ap.add_argument("--base-steps", type=int, default=5000)
     ap.add_argument("--expert-steps", type=int, default=1200)
     ap.add_argument("--save-vae", default=None, help="also keep the trained VAE + latents here (for reruns)")
@@ -391,7 +437,7 @@ def main():
     log(f"[versions] torch {torch.__version__}, diffusers {diffusers.__version__}, "
         f"transformers {transformers.__version__}; 1 thread")
     log(f"[config] vae {VAE_CFG}\n[config] text {TEXT_CFG}\n[config] transformer {DIT_CFG}")
-    log(f"[config] steps: vae {args.vae_steps}, base {args.base_steps}, experts {args.expert_steps} each")
+    log(f"[config] steps: vae {args.vae_image_steps} image + {args.vae_video_steps} video, base {args.base_steps}, experts {args.expert_steps} each")
 
     clips = np.load(os.path.join(args.data, "clips.npy"), mmap_mode="r")
     with open(os.path.join(args.data, "clips.json"), encoding="utf-8") as f:
@@ -411,7 +457,7 @@ def main():
         vae = AutoencoderKLWan.from_pretrained(args.load_vae)
         mu = torch.load(os.path.join(args.load_vae, "latents.pt"))
     else:
-        vae = train_vae(clips, args.vae_steps)
+        vae = train_vae(clips, args.vae_image_steps, args.vae_video_steps)
         clock.lap("vae training")
         vae_report(vae, np.ascontiguousarray(clips[-64:]))
         if args.only_vae:
