@@ -84,10 +84,10 @@ FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 # parsers that live outside the library, linked into every fuzz target
 FUZZ_EXTRA_SRC := tools/server/http_parse.c
 fuzz:
-	$(MAKE) CC=clang BUILD=build-fuzz EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libwan.a
+	$(MAKE) CC=clang BUILD=build-fuzz EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/libwan.a
 	@mkdir -p build-fuzz/fuzz
 	@for t in $(FUZZ_TARGETS); do \
-	  clang -std=c11 -g -O1 -fopenmp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+	  clang -std=c11 -g -O1 -fopenmp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	    fuzz/$$t.c $(FUZZ_EXTRA_SRC) build-fuzz/libwan.a -o build-fuzz/fuzz/$$t $(LDLIBS) || exit 1; \
 	  mkdir -p build-fuzz/corpus/$$t; \
 	  cp -n fuzz/corpus/$$t/* build-fuzz/corpus/$$t/ 2>/dev/null; \

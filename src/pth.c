@@ -424,6 +424,8 @@ static wan_status pop_mark(unpickler *u, size_t *from)
 
 static wan_status add_items(unpickler *u, pv *c, pv *const *items, size_t n)
 {
+    if (n == 0)
+        return WAN_OK;
     if (!grow((void **)&c->items, &c->cap, c->len + n, sizeof *c->items))
         return nomem(u);
     memcpy(c->items + c->len, items, n * sizeof *items);
