@@ -86,31 +86,19 @@ static const char *resblock_suffix(const char *rest, char *tmp, size_t len)
     return tmp;
 }
 
-/* "<int>.<rest>" at s: the int and the rest, or NULL. */
-static const char *index_of(const char *s, int *out)
-{
-    int v = 0, n = 0;
-    while (s[n] >= '0' && s[n] <= '9' && n < 6)
-        v = v * 10 + (s[n++] - '0');
-    if (!n || s[n] != '.')
-        return NULL;
-    *out = v;
-    return s + n + 1;
-}
-
 /* decoder.up_blocks.* / encoder.down_blocks.* (rest = text after "up_blocks." / "down_blocks."). */
 static int rename_blocks(bool dec, const char *rest, const wan_vae_names *v, char *buf, size_t len)
 {
     const char *coder = dec ? "decoder" : "encoder", *list = dec ? "upsamples" : "downsamples";
     char tmp[160];
     int lvl, k;
-    const char *r = index_of(rest, &lvl);
+    const char *r = wan_name_index(rest, &lvl);
     if (!r)
         return 0;
     if (!dec && !v->is_residual) /* the Wan2.1 encoder keeps one flat list with the same indices */
         return put(buf, len, "encoder.downsamples.%d.%s", lvl, resblock_suffix(r, tmp, sizeof tmp));
     const char *r2;
-    if (!strncmp(r, "resnets.", 8) && (r2 = index_of(r + 8, &k))) {
+    if (!strncmp(r, "resnets.", 8) && (r2 = wan_name_index(r + 8, &k))) {
         if (v->is_residual)
             return put(buf, len, "%s.%s.%d.%s.%d.%s", coder, list, lvl, list, k, resblock_suffix(r2, tmp, sizeof tmp));
         return put(buf, len, "decoder.upsamples.%d.%s", lvl * (v->num_res_blocks + 2) + k,
@@ -146,7 +134,7 @@ int wan_vae_rename_to_original(const char *name, char *buf, size_t len, void *us
     if (to)
         return put(buf, len, "%s.%s%s", coder, to, r);
     int i;
-    if (!strncmp(rest, "mid_block.resnets.", 18) && (r = index_of(rest + 18, &i)) && i <= 1)
+    if (!strncmp(rest, "mid_block.resnets.", 18) && (r = wan_name_index(rest + 18, &i)) && i <= 1)
         return put(buf, len, "%s.middle.%d.%s", coder, 2 * i, resblock_suffix(r, tmp, sizeof tmp));
     const char *blocks = dec ? "up_blocks." : "down_blocks.";
     if (!strncmp(rest, blocks, strlen(blocks)))

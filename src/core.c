@@ -347,6 +347,19 @@ uint16_t wan_f32_to_f16(float f)
     return (uint16_t)(sign | r);
 }
 
+/* ---- tensor names ----------------------------------------------------------------------------- */
+
+const char *wan_name_index(const char *s, int *out)
+{
+    int v = 0, n = 0;
+    while (s[n] >= '0' && s[n] <= '9' && n < 6)
+        v = v * 10 + (s[n++] - '0');
+    if (!n || s[n] != '.')
+        return NULL;
+    *out = v;
+    return s + n + 1;
+}
+
 /* ---- files ------------------------------------------------------------------------------------ */
 
 wan_status wan_read_file(const char *path, char **out, size_t *len, wan_error *err)

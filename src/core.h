@@ -119,6 +119,12 @@ uint16_t wan_f32_to_bf16(float f);
 float wan_f16_to_f32(uint16_t h);
 uint16_t wan_f32_to_f16(float f);
 
+/* ---- tensor names ----------------------------------------------------------------------------- */
+
+/* Parses "<int>." (at most 6 digits) at the start of s, as in "12.attn1...": stores the int and returns
+ * the text after the dot, or NULL when s does not start that way. */
+const char *wan_name_index(const char *s, int *out);
+
 /* ---- files ------------------------------------------------------------------------------------ */
 
 /* Reads a whole file into a NUL-terminated counted buffer. *len excludes the NUL. */

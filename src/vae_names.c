@@ -28,18 +28,6 @@ static bool is_resample(const char *rest)
     return !strncmp(rest, "resample.", 9) || !strncmp(rest, "time_conv.", 10);
 }
 
-/* Parses "<int>." at s; returns the text after the dot or NULL. */
-static const char *index_of(const char *s, int *out)
-{
-    int v = 0, n = 0;
-    while (s[n] >= '0' && s[n] <= '9' && n < 6)
-        v = v * 10 + (s[n++] - '0');
-    if (!n || s[n] != '.')
-        return NULL;
-    *out = v;
-    return s + n + 1;
-}
-
 static int put(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int put(char *buf, size_t len, const char *fmt, ...)
 {
@@ -57,11 +45,11 @@ static int rename_levels(bool dec, const char *rest, int per_level, char *buf, s
     const char *inner = dec ? "upsamples." : "downsamples.";
     char tmp[160];
     int i, j;
-    const char *r = index_of(rest, &i);
+    const char *r = wan_name_index(rest, &i);
     if (!r)
         return 0;
     if (!strncmp(r, inner, strlen(inner))) { /* Wan2.2: nested per-level lists */
-        const char *r2 = index_of(r + strlen(inner), &j);
+        const char *r2 = wan_name_index(r + strlen(inner), &j);
         if (!r2)
             return 0;
         if (is_resample(r2))
@@ -98,7 +86,7 @@ int wan_vae_rename_original(const char *name, char *buf, size_t len, void *user)
         return put(buf, len, "%s.conv_out.%s", coder, rest + 7);
     if (!strncmp(rest, "middle.", 7)) {
         int i;
-        const char *r = index_of(rest + 7, &i);
+        const char *r = wan_name_index(rest + 7, &i);
         if (!r || i > 2)
             return 0;
         if (i == 1)
