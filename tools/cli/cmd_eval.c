@@ -4,14 +4,9 @@
  * colour, background and motion, in English and Chinese) with the engine, reads each video back with a
  * simple probe and prints the accuracy per attribute and language. The probe is the one of
  * tools/shapes/world.py (`probe`), step for step, so that tools/shapes/eval_ref.py (diffusers' WanPipeline on
- * the same prompts and seeds) scores identical frames identically:
- *   background  per-channel lower median of the 2-pixel border ring over all frames -> nearest palette colour
- *   object      pixels whose sum |rgb - background| over the channels exceeds PROBE_DIFF
- *   colour      per-channel lower median of all object pixels -> nearest palette colour
- *   motion      centroid per frame (frames with >= PROBE_MIN_PIXELS object pixels); mean displacement of the
- *               last k against the first k centroids (k = min(3, n/2)): below PROBE_STILL px "still", else
- *               the dominant axis (image y grows downwards)
- *   shape       mean over those frames of pixels / bounding-box area: triangle < 0.64 <= circle < 0.89 <= square
+ * the same prompts and seeds) scores identical frames identically (world.probe's docstring describes it):
+ * background from the border, object colour from the core of the pixels that differ from it, motion from
+ * the centroid track of the half-contrast outline, shape from its fill and the height of its centroid.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
@@ -28,15 +23,15 @@
 #define PROBE_DIFF 120
 #define PROBE_MIN_PIXELS 12
 #define PROBE_STILL 6.0
-#define PROBE_FILL_TRIANGLE 0.64
-#define PROBE_FILL_CIRCLE 0.89
+#define PROBE_TRIANGLE_LOW 0.535
+#define PROBE_FILL_SQUARE 0.88
 #define MAX_COLOURS 32
 #define MAX_MINS 8
 
 static const char k_usage[] =
     "usage: wan eval --model DIR [--prompts FILE] [--limit N] [--lang en|zh] [--size WxH] [--frames N]\n"
     "                [--steps N] [--cfg X] [--cfg2 X] [--threads N] [--save DIR] [--strip OUT.png]\n"
-    "                [--min ATTR=X]... [--quiet]\n"
+    "                [--min ATTR=X]... [--probe-only DIR] [--quiet]\n"
     "\n"
     "Generates the prompts of a shapes-world prompt list (default: DIR/eval_prompts.tsv, written by\n"
     "tools/shapes/make_data.py) with their seeds and an empty negative prompt, probes each video (colour of the\n"
@@ -44,6 +39,7 @@ static const char k_usage[] =
     "--limit N       only the first N prompts of each language\n"
     "--save DIR      also write each video's frames as DIR/NNN.safetensors (U8 [F,H,W,3]) for eval_ref.py\n"
     "--strip FILE    a PNG of the first videos' frames, one row per prompt (at most 6 rows)\n"
+    "--probe-only DIR  score DIR/NNN.safetensors (`frames`, as --save writes) instead of generating\n"
     "--min ATTR=X    exit 1 unless the accuracy of ATTR (colour, background, motion, shape, all) is at least X\n"
     "                in every language; repeatable\n"
     "Settings not given come from the list's `setting` lines.\n";
@@ -105,56 +101,83 @@ static int hist_median(const long hist[256], long n)
     return 255;
 }
 
-static void probe_video(const eval_list *l, const uint8_t *frames, int F, int H, int W, probe_result *r)
+/* Per-channel lower medians of the pixels of `frames` selected by keep(diff) (NULL: the border ring). */
+static long channel_medians(const uint8_t *frames, const int *diff, int F, int H, int W, int min_diff, int rgb[3])
 {
-    memset(r, 0, sizeof *r);
     long hist[3][256] = { { 0 } }, n = 0;
     for (int f = 0; f < F; f++)
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++) {
-                if (y >= 2 && y < H - 2 && x >= 2 && x < W - 2)
+                size_t i = ((size_t)f * H + y) * W + x;
+                if (diff ? diff[i] < min_diff : (y >= 2 && y < H - 2 && x >= 2 && x < W - 2))
                     continue;
-                const uint8_t *p = frames + (((size_t)f * H + y) * W + x) * 3;
                 for (int c = 0; c < 3; c++)
-                    hist[c][p[c]]++;
+                    hist[c][frames[i * 3 + c]]++;
                 n++;
             }
-    int bg[3];
     for (int c = 0; c < 3; c++)
-        bg[c] = hist_median(hist[c], n);
-    r->background = nearest_colour(l, bg);
+        rgb[c] = n ? hist_median(hist[c], n) : 0;
+    return n;
+}
 
-    long ohist[3][256] = { { 0 } }, on = 0;
-    double cx[256], cy[256], fill[256];
+/* Outline centroid, fill and relative centroid height of each frame with enough pixels; returns their count. */
+static int outline_tracks(const int *diff, int F, int H, int W, int contrast, double *cx, double *cy, double *fill,
+                          double *low)
+{
     int nv = 0;
-    for (int f = 0; f < F; f++) {
+    for (int f = 0; f < F && nv < 256; f++) {
         long cnt = 0, sx = 0, sy = 0;
         int x0 = W, x1 = -1, y0 = H, y1 = -1;
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++) {
-                const uint8_t *p = frames + (((size_t)f * H + y) * W + x) * 3;
-                if (abs(p[0] - bg[0]) + abs(p[1] - bg[1]) + abs(p[2] - bg[2]) <= PROBE_DIFF)
+                if (2 * diff[((size_t)f * H + y) * W + x] <= contrast)
                     continue;
-                for (int c = 0; c < 3; c++)
-                    ohist[c][p[c]]++;
-                on++;
                 cnt++, sx += x, sy += y;
                 x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
                 y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
             }
-        if (cnt < PROBE_MIN_PIXELS || nv == 256)
+        if (cnt < PROBE_MIN_PIXELS)
             continue;
         cx[nv] = (double)sx / (double)cnt;
         cy[nv] = (double)sy / (double)cnt;
         fill[nv] = (double)cnt / ((double)(x1 - x0 + 1) * (double)(y1 - y0 + 1));
+        low[nv] = (cy[nv] - y0 + 0.5) / (double)(y1 - y0 + 1);
         nv++;
     }
-    if (on == 0)
+    return nv;
+}
+
+static void probe_video(const eval_list *l, const uint8_t *frames, int F, int H, int W, probe_result *r)
+{
+    memset(r, 0, sizeof *r);
+    int bg[3], obj[3];
+    channel_medians(frames, NULL, F, H, W, 0, bg);
+    r->background = nearest_colour(l, bg);
+    size_t np = (size_t)F * H * W;
+    int *diff = malloc(np * sizeof *diff);
+    if (!diff)
         return;
-    int obj[3];
-    for (int c = 0; c < 3; c++)
-        obj[c] = hist_median(ohist[c], on);
+    long dhist[766] = { 0 }, n = 0;
+    for (size_t i = 0; i < np; i++) {
+        const uint8_t *p = frames + i * 3;
+        diff[i] = abs(p[0] - bg[0]) + abs(p[1] - bg[1]) + abs(p[2] - bg[2]);
+        if (diff[i] > PROBE_DIFF)
+            dhist[diff[i]]++, n++;
+    }
+    if (n == 0) {
+        free(diff);
+        return;
+    }
+    long half = (n + 1) / 2, acc = 0;
+    int dmed = PROBE_DIFF + 1;
+    while ((acc += dhist[dmed]) < half)
+        dmed++;
+    channel_medians(frames, diff, F, H, W, dmed, obj); /* the core: diff >= dmed (> PROBE_DIFF) */
     r->colour = nearest_colour(l, obj);
+    int contrast = abs(obj[0] - bg[0]) + abs(obj[1] - bg[1]) + abs(obj[2] - bg[2]);
+    double cx[256], cy[256], fill[256], low[256];
+    int nv = outline_tracks(diff, F, H, W, contrast, cx, cy, fill, low);
+    free(diff);
     if (nv < 2)
         return;
     int k = nv / 2 < 3 ? nv / 2 : 3;
@@ -171,11 +194,12 @@ static void probe_video(const eval_list *l, const uint8_t *frames, int F, int H,
         r->motion = dx > 0 ? "right" : "left";
     else
         r->motion = dy > 0 ? "down" : "up";
-    double mean = 0;
+    double mf = 0, ml = 0;
     for (int i = 0; i < nv; i++)
-        mean += fill[i];
-    mean /= nv;
-    r->shape = mean < PROBE_FILL_TRIANGLE ? "triangle" : mean < PROBE_FILL_CIRCLE ? "circle" : "square";
+        mf += fill[i], ml += low[i];
+    mf /= nv;
+    ml /= nv;
+    r->shape = ml >= PROBE_TRIANGLE_LOW ? "triangle" : mf >= PROBE_FILL_SQUARE ? "square" : "circle";
 }
 
 /* ---------------------------------------------------------------------------------------------------------
@@ -305,7 +329,7 @@ static int list_load(const char *path, eval_list *l, char *err, size_t errlen)
  * Running */
 
 typedef struct eval_args {
-    const char *model, *prompts, *lang, *save, *strip;
+    const char *model, *prompts, *lang, *save, *strip, *probe_only;
     int limit, threads, quiet, n_mins;
     int width, height, frames, steps;
     double cfg, cfg2;
@@ -341,6 +365,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
         else if (!strcmp(k, "--lang")) a->lang = v;
         else if (!strcmp(k, "--save")) a->save = v;
         else if (!strcmp(k, "--strip")) a->strip = v;
+        else if (!strcmp(k, "--probe-only")) a->probe_only = v;
         else if (!strcmp(k, "--limit")) ok = sscanf(v, "%d", &a->limit) == 1 && a->limit > 0;
         else if (!strcmp(k, "--threads")) ok = sscanf(v, "%d", &a->threads) == 1 && a->threads >= 0;
         else if (!strcmp(k, "--size")) ok = sscanf(v, "%dx%d", &a->width, &a->height) == 2 && a->width > 0 && a->height > 0;
@@ -390,8 +415,8 @@ static tally *tally_for(tally *t, int *nt, int max, const char *lang)
 
 /* Writes the first rows of frames side by side as one PNG: wan_video_write makes a one-frame PNG folder next
  * to `path`, whose frame is then renamed to `path`. */
-static int write_strip(const char *path, const uint8_t *rows, int n_rows, int F, int H, int W, char *err,
-                       size_t errlen)
+static int write_strip(const char *path, const uint8_t *rows, size_t row_bytes, int n_rows, int F, int H, int W,
+                       char *err, size_t errlen)
 {
     int SW = F * W + (F - 1) * 2, SH = n_rows * H + (n_rows - 1) * 2;
     uint8_t *img = malloc((size_t)SW * SH * 3);
@@ -404,7 +429,7 @@ static int write_strip(const char *path, const uint8_t *rows, int n_rows, int F,
         for (int f = 0; f < F; f++)
             for (int y = 0; y < H; y++)
                 memcpy(img + (((size_t)r * (H + 2) + y) * SW + (size_t)f * (W + 2)) * 3,
-                       rows + ((((size_t)r * F + f) * H + y) * W) * 3, (size_t)W * 3);
+                       rows + r * row_bytes + (((size_t)f * H + y) * W) * 3, (size_t)W * 3);
     char dir[4096], frame[4200];
     const char *slash = strrchr(path, '/'); /* a folder name without an extension: PNG frames */
     snprintf(dir, sizeof dir, "%.*swan_strip_tmp_%ld", slash ? (int)(slash - path + 1) : 0, path, (long)getpid());
@@ -461,47 +486,33 @@ typedef struct eval_run {
     tally t[8];
     int nt;
     uint8_t *strip;
+    size_t strip_row_bytes; /* capacity of one row */
     int strip_rows, strip_f, strip_h, strip_w;
 } eval_run;
 
-/* Generates and scores prompt i; returns 0 on success, else the exit code. */
-static int eval_one(const eval_args *a, const eval_list *l, int i, wan_ctx_t *ctx, wan_generate_params base,
-                    eval_run *run)
+/* Reads DIR/NNN.safetensors (`frames` U8 [F, H, W, 3], as --save writes) into t. */
+static int read_frames(const char *dir, int i, wan_host_tensor *t, char *err, size_t errlen)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%03d.safetensors", dir, i);
+    if (wan_safetensors_read(path, "frames", WAN_DTYPE_U8, t, err, errlen) != WAN_OK)
+        return 0;
+    if (t->ndim != 4 || t->shape[3] != 3 || t->shape[0] < 1 || t->shape[0] > 256 || t->shape[1] < 5 ||
+        t->shape[2] < 5) {
+        snprintf(err, errlen, "%.1000s: `frames` is not [F <= 256, H >= 5, W >= 5, 3]", path);
+        wan_host_tensor_free(t);
+        return 0;
+    }
+    return 1;
+}
+
+/* Counts one prompt's result and prints its line. */
+static void score(const eval_args *a, const eval_list *l, int i, const uint8_t *frames, int F, int H, int W,
+                  tally *t)
 {
     const eval_prompt *p = &l->prompts[i];
-    tally *t = tally_for(run->t, &run->nt, 8, p->lang);
-    if (!t) {
-        fprintf(stderr, "wan eval: more than 8 languages\n");
-        return 1;
-    }
-    wan_generate_params gp = base;
-    gp.prompt = p->text;
-    gp.seed = p->seed;
-    wan_video v = { 0 };
-    wan_status rc = wan_generate(ctx, &gp, &v);
-    if (rc != WAN_OK) {
-        fprintf(stderr, "wan eval: prompt %d (%s): %s\n", i, p->text, wan_ctx_errmsg(ctx));
-        return cli_exit_code(rc);
-    }
-    char err[2048];
-    if (a->save) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%03d.safetensors", a->save, i);
-        if (wan_video_write(path, v.frames, v.num_frames, v.height, v.width, v.fps, NULL, err, sizeof err)) {
-            fprintf(stderr, "wan eval: %s\n", err);
-            wan_video_free(&v);
-            return 1;
-        }
-    }
-    if (run->strip && run->strip_rows < 6 && (!run->strip_rows || (run->strip_f == v.num_frames &&
-                                                                    run->strip_h == v.height && run->strip_w == v.width))) {
-        run->strip_f = v.num_frames, run->strip_h = v.height, run->strip_w = v.width;
-        memcpy(run->strip + (size_t)run->strip_rows * v.num_frames * v.height * v.width * 3, v.frames,
-               (size_t)v.num_frames * v.height * v.width * 3);
-        run->strip_rows++;
-    }
     probe_result r;
-    probe_video(l, v.frames, v.num_frames, v.height, v.width, &r);
+    probe_video(l, frames, F, H, W, &r);
     const char *got[4] = { r.shape, r.colour, r.background, r.motion };
     int ok[4], all = 1;
     for (int j = 0; j < 4; j++)
@@ -517,8 +528,62 @@ static int eval_one(const eval_args *a, const eval_list *l, int i, wan_ctx_t *ct
                ok[1] ? "C" : "c", ok[2] ? "B" : "b", ok[3] ? "M" : "m", ok[0] ? "S" : "s", p->text,
                got[1] ? got[1] : "?", got[0] ? got[0] : "?", got[2] ? got[2] : "?", got[3] ? got[3] : "?");
     fflush(stdout);
-    wan_video_free(&v);
-    return 0;
+}
+
+/* Generates (or, with --probe-only, reads) and scores prompt i; returns 0 on success, else the exit code. */
+static int eval_one(const eval_args *a, const eval_list *l, int i, wan_ctx_t *ctx, wan_generate_params base,
+                    eval_run *run)
+{
+    const eval_prompt *p = &l->prompts[i];
+    tally *t = tally_for(run->t, &run->nt, 8, p->lang);
+    if (!t) {
+        fprintf(stderr, "wan eval: more than 8 languages\n");
+        return 1;
+    }
+    wan_video v = { 0 };
+    wan_host_tensor ft = { 0 };
+    char err[2048];
+    if (a->probe_only) {
+        if (!read_frames(a->probe_only, i, &ft, err, sizeof err)) {
+            fprintf(stderr, "wan eval: %s\n", err);
+            return 1;
+        }
+        v.frames = ft.data;
+        v.num_frames = (int)ft.shape[0], v.height = (int)ft.shape[1], v.width = (int)ft.shape[2], v.fps = 16;
+    } else {
+        wan_generate_params gp = base;
+        gp.prompt = p->text;
+        gp.seed = p->seed;
+        wan_status rc = wan_generate(ctx, &gp, &v);
+        if (rc != WAN_OK) {
+            fprintf(stderr, "wan eval: prompt %d (%s): %s\n", i, p->text, wan_ctx_errmsg(ctx));
+            return cli_exit_code(rc);
+        }
+    }
+    int code = 0;
+    if (a->save) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%03d.safetensors", a->save, i);
+        if (wan_video_write(path, v.frames, v.num_frames, v.height, v.width, v.fps, NULL, err, sizeof err)) {
+            fprintf(stderr, "wan eval: %s\n", err);
+            code = 1;
+        }
+    }
+    size_t bytes = (size_t)v.num_frames * v.height * v.width * 3;
+    if (!code && run->strip && run->strip_rows < 6 && bytes <= run->strip_row_bytes &&
+        (!run->strip_rows ||
+         (run->strip_f == v.num_frames && run->strip_h == v.height && run->strip_w == v.width))) {
+        run->strip_f = v.num_frames, run->strip_h = v.height, run->strip_w = v.width;
+        memcpy(run->strip + run->strip_rows * run->strip_row_bytes, v.frames, bytes);
+        run->strip_rows++;
+    }
+    if (!code)
+        score(a, l, i, v.frames, v.num_frames, v.height, v.width, t);
+    if (a->probe_only)
+        wan_host_tensor_free(&ft);
+    else
+        wan_video_free(&v);
+    return code;
 }
 
 static int run_eval(const eval_args *a, const eval_list *l, wan_model_t *m)
@@ -539,7 +604,8 @@ static int run_eval(const eval_args *a, const eval_list *l, wan_model_t *m)
     gp.guidance_scale_2 = a->cfg2 >= 0 ? a->cfg2 : l->cfg2;
     gp.n_threads = a->threads;
     eval_run run = { .nt = 0 };
-    if (a->strip && !(run.strip = malloc((size_t)6 * gp.num_frames * gp.height * gp.width * 3))) {
+    run.strip_row_bytes = (size_t)gp.num_frames * gp.height * gp.width * 3;
+    if (a->strip && !(run.strip = malloc(6 * run.strip_row_bytes))) {
         fprintf(stderr, "wan eval: out of memory\n");
         wan_ctx_free(ctx);
         return 1;
@@ -556,7 +622,7 @@ static int run_eval(const eval_args *a, const eval_list *l, wan_model_t *m)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (!code && a->strip && run.strip_rows &&
-        !write_strip(a->strip, run.strip, run.strip_rows, run.strip_f, run.strip_h, run.strip_w, err, sizeof err)) {
+        !write_strip(a->strip, run.strip, run.strip_row_bytes, run.strip_rows, run.strip_f, run.strip_h, run.strip_w, err, sizeof err)) {
         fprintf(stderr, "wan eval: %s\n", err);
         code = 1;
     }

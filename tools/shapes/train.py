@@ -425,6 +425,7 @@ def main():
     ap.add_argument("--base-steps", type=int, default=5000)
     ap.add_argument("--expert-steps", type=int, default=1200)
     ap.add_argument("--save-vae", default=None, help="also keep the trained VAE + latents here (for reruns)")
+    ap.add_argument("--resume", default=None, help="start stage 3 from this model folder (use with --load-vae)")
     ap.add_argument("--only-vae", action="store_true", help="stop after stage 2 (a pilot of the VAE)")
     ap.add_argument("--load-vae", default=None, help="skip stage 2: load the VAE + latents saved by --save-vae")
     args = ap.parse_args()
@@ -484,10 +485,21 @@ def main():
     text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=vocab, **TEXT_CFG))
     torch.manual_seed(SEED_BASE)
     base = WanTransformer3DModel(**DIT_CFG)
+    seed_base = SEED_BASE
+    if args.resume:  # continue from a saved model: its text encoder, and the mean of its two experts as the base
+        from safetensors.torch import load_file
+
+        text_encoder.load_state_dict(load_file(os.path.join(args.resume, "text_encoder", "model.safetensors")),
+                                     strict=False)
+        sd = [load_file(os.path.join(args.resume, d, "diffusion_pytorch_model.safetensors"))
+              for d in ("transformer", "transformer_2")]
+        base.load_state_dict({k: 0.5 * (sd[0][k] + sd[1][k]) for k in sd[0]})
+        seed_base = SEED_BASE + 1
+        log(f"[resume] text encoder and the mean of both experts from {args.resume}")
     check_compression(base, text_encoder, tokens)
     log(f"[config] text encoder {sum(p.numel() for p in text_encoder.parameters())} parameters (vocab {vocab}), "
         f"transformer {sum(p.numel() for p in base.parameters())}")
-    train_dit("base", base, text_encoder, tokens, x0_all, captions, args.base_steps, (0.0, 1.0), SEED_BASE, 5e-4,
+    train_dit("base", base, text_encoder, tokens, x0_all, captions, args.base_steps, (0.0, 1.0), seed_base, 5e-4,
               True)
     clock.lap("base transformer + text encoder")
 

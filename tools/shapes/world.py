@@ -43,8 +43,8 @@ SUPERSAMPLE = 4        # anti-aliasing: coverage on a 4x finer grid
 PROBE_DIFF = 120       # a pixel is "object" when sum |rgb - background| over channels exceeds this
 PROBE_MIN_PIXELS = 12  # a frame with fewer object pixels has no centroid
 PROBE_STILL = 6.0      # |displacement| (px) below which the object stands still
-PROBE_FILL_TRIANGLE = 0.64  # fill = pixels / bounding box area: triangle below, circle below the next, else square
-PROBE_FILL_CIRCLE = 0.89
+PROBE_TRIANGLE_LOW = 0.535  # relative centroid height in the box at or above which the shape is a triangle
+PROBE_FILL_SQUARE = 0.88    # pixels / box area at or above which a non-triangle is a square
 
 SEED_SPLIT = 20250        # held-out combination draw
 HELDOUT_FRACTION = 0.1
@@ -144,7 +144,21 @@ def _median_u8(values):
 
 
 def probe(frames):
-    """Reads (shape, colour, background, motion) back from uint8 frames [F, H, W, 3]."""
+    """Reads (shape, colour, background, motion) back from uint8 frames [F, H, W, 3].
+
+    background  per-channel lower median of the 2-pixel border ring over all frames -> nearest palette colour
+    object      pixels with d = sum |rgb - background| > PROBE_DIFF; its colour is the per-channel lower median
+                of the half of them farthest from the background (d >= their lower median d: the core, not the
+                blurred rim) -> nearest palette colour
+    outline     pixels with 2 d > contrast (= d of the object colour): the half-contrast edge, where a blurred
+                edge still sits
+    motion      outline centroid per frame (frames with >= PROBE_MIN_PIXELS pixels); the mean displacement of the
+                last k against the first k centroids (k = min(3, n/2)): below PROBE_STILL px "still", else the
+                dominant axis (image y grows downwards)
+    shape       means over those frames of the centroid's relative height in the bounding box (an upward
+                triangle carries its mass low: 0.65, circle and square 0.5) and of pixels / box area: triangle
+                when the height >= PROBE_TRIANGLE_LOW, else square when the fill >= PROBE_FILL_SQUARE, else circle
+    """
     frames = np.asarray(frames, np.uint8)
     F, H, W, _ = frames.shape
     border = np.zeros((H, W), bool)
@@ -153,26 +167,33 @@ def probe(frames):
     ring = frames[:, border, :]  # [F, n, 3]
     bg_rgb = [_median_u8(ring[..., ch].reshape(-1)) for ch in range(3)]
     bg = _nearest(bg_rgb)
+    out = {"shape": None, "colour": None, "background": bg, "motion": None}
 
     diff = np.abs(frames.astype(np.int32) - np.array(bg_rgb, np.int32)).sum(axis=-1)
     mask = diff > PROBE_DIFF
     if mask.sum() == 0:
-        return {"shape": None, "colour": None, "background": bg, "motion": None}
-    obj = frames[mask]  # [n, 3]
-    colour = _nearest([_median_u8(obj[:, ch]) for ch in range(3)])
+        return out
+    d = np.sort(diff[mask])
+    core = mask & (diff >= int(d[(len(d) + 1) // 2 - 1]))
+    obj_rgb = [_median_u8(frames[core][:, ch]) for ch in range(3)]
+    out["colour"] = _nearest(obj_rgb)
+    contrast = sum(abs(obj_rgb[ch] - bg_rgb[ch]) for ch in range(3))
+    outline = 2 * diff > contrast
 
-    cxs, cys, fills = [], [], []
+    cxs, cys, fills, lows = [], [], [], []
     for f in range(F):
-        ys, xs = np.nonzero(mask[f])
+        ys, xs = np.nonzero(outline[f])
         n = len(xs)
         if n < PROBE_MIN_PIXELS:
             continue
-        cxs.append(float(int(xs.sum())) / n)
-        cys.append(float(int(ys.sum())) / n)
-        box = (int(xs.max()) - int(xs.min()) + 1) * (int(ys.max()) - int(ys.min()) + 1)
-        fills.append(n / box)
+        cx, cy = float(int(xs.sum())) / n, float(int(ys.sum())) / n
+        x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
+        cxs.append(cx)
+        cys.append(cy)
+        fills.append(n / ((x1 - x0 + 1) * (y1 - y0 + 1)))
+        lows.append((cy - y0 + 0.5) / (y1 - y0 + 1))
     if len(cxs) < 2:
-        return {"shape": None, "colour": colour, "background": bg, "motion": None}
+        return out
     k = min(3, len(cxs) // 2)
     dx = dy = 0.0
     for i in range(k):
@@ -181,17 +202,19 @@ def probe(frames):
     dx /= k
     dy /= k
     if max(abs(dx), abs(dy)) < PROBE_STILL:
-        motion = "still"
+        out["motion"] = "still"
     elif abs(dx) >= abs(dy):
-        motion = "right" if dx > 0 else "left"
+        out["motion"] = "right" if dx > 0 else "left"
     else:
-        motion = "down" if dy > 0 else "up"
-    fill = 0.0
-    for v in fills:
-        fill += v
+        out["motion"] = "down" if dy > 0 else "up"
+    fill = low = 0.0
+    for i in range(len(fills)):
+        fill += fills[i]
+        low += lows[i]
     fill /= len(fills)
-    shape = "triangle" if fill < PROBE_FILL_TRIANGLE else "circle" if fill < PROBE_FILL_CIRCLE else "square"
-    return {"shape": shape, "colour": colour, "background": bg, "motion": motion}
+    low /= len(lows)
+    out["shape"] = "triangle" if low >= PROBE_TRIANGLE_LOW else "square" if fill >= PROBE_FILL_SQUARE else "circle"
+    return out
 
 
 ATTRIBUTES = ["colour", "background", "motion", "shape"]
