@@ -31,12 +31,13 @@
 static const char k_usage[] =
     "usage: wan eval --model DIR [--prompts FILE] [--limit N] [--lang en|zh] [--size WxH] [--frames N]\n"
     "                [--steps N] [--cfg X] [--cfg2 X] [--threads N] [--save DIR] [--strip OUT.png]\n"
-    "                [--min ATTR=X]... [--probe-only DIR] [--quiet]\n"
+    "                [--only I,J,...] [--min ATTR=X]... [--probe-only DIR] [--quiet]\n"
     "\n"
     "Generates the prompts of a shapes-world prompt list (default: DIR/eval_prompts.tsv, written by\n"
     "tools/shapes/make_data.py) with their seeds and an empty negative prompt, probes each video (colour of the\n"
     "object, background colour, direction of motion, shape) and prints the accuracy per attribute and language.\n"
     "--limit N       only the first N prompts of each language\n"
+    "--only I,J,...  only these prompts (0-based positions in the list)\n"
     "--save DIR      also write each video's frames as DIR/NNN.safetensors (U8 [F,H,W,3]) for eval_ref.py\n"
     "--strip FILE    a PNG of the first videos' frames, one row per prompt (at most 6 rows)\n"
     "--probe-only DIR  score DIR/NNN.safetensors (`frames`, as --save writes) instead of generating\n"
@@ -329,7 +330,7 @@ static int list_load(const char *path, eval_list *l, char *err, size_t errlen)
  * Running */
 
 typedef struct eval_args {
-    const char *model, *prompts, *lang, *save, *strip, *probe_only;
+    const char *model, *prompts, *lang, *save, *strip, *probe_only, *only;
     int limit, threads, quiet, n_mins;
     int width, height, frames, steps;
     double cfg, cfg2;
@@ -366,6 +367,10 @@ static int parse_args(int argc, char **argv, eval_args *a)
         else if (!strcmp(k, "--save")) a->save = v;
         else if (!strcmp(k, "--strip")) a->strip = v;
         else if (!strcmp(k, "--probe-only")) a->probe_only = v;
+        else if (!strcmp(k, "--only")) {
+            a->only = v;
+            ok = *v && strspn(v, "0123456789,") == strlen(v);
+        }
         else if (!strcmp(k, "--limit")) ok = sscanf(v, "%d", &a->limit) == 1 && a->limit > 0;
         else if (!strcmp(k, "--threads")) ok = sscanf(v, "%d", &a->threads) == 1 && a->threads >= 0;
         else if (!strcmp(k, "--size")) ok = sscanf(v, "%dx%d", &a->width, &a->height) == 2 && a->width > 0 && a->height > 0;
@@ -445,9 +450,23 @@ static int write_strip(const char *path, const uint8_t *rows, size_t row_bytes, 
     return rc == WAN_OK;
 }
 
-static int is_selected(const eval_args *a, const eval_prompt *p, tally *t, int nt)
+static int in_list(const char *list, int i)
+{
+    for (const char *s = list; *s;) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end != s && v == i)
+            return 1;
+        s = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+static int is_selected(const eval_args *a, int i, const eval_prompt *p, tally *t, int nt)
 {
     if (a->lang && strcmp(a->lang, p->lang))
+        return 0;
+    if (a->only && !in_list(a->only, i))
         return 0;
     if (!a->limit)
         return 1;
@@ -616,7 +635,7 @@ static int run_eval(const eval_args *a, const eval_list *l, wan_model_t *m)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < l->n && !code; i++) {
-        if (!is_selected(a, &l->prompts[i], run.t, run.nt))
+        if (!is_selected(a, i, &l->prompts[i], run.t, run.nt))
             continue;
         code = eval_one(a, l, i, ctx, gp, &run);
     }
