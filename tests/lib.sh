@@ -24,3 +24,13 @@ finish() {
     echo "$pass passed, $fail failed"
     [ "$fail" -eq 0 ]
 }
+
+# st_data FILE NAME: the raw bytes of one tensor of a safetensors file (fails when it is absent).
+st_data() {
+    n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
+    offs=$(dd if="$1" bs=1 skip=8 count="$n" 2>/dev/null | grep -o "\"$2\":{[^}]*}" |
+        sed -E 's/.*"data_offsets":\[([0-9]+), ?([0-9]+)\].*/\1 \2/')
+    [ -n "$offs" ] || return 1
+    set -- "$1" $offs
+    dd if="$1" iflag=skip_bytes,count_bytes skip=$((8 + n + $2)) count=$(($3 - $2)) 2>/dev/null
+}

@@ -14,14 +14,6 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
 # frames_vs REF GOT: "N MAX" = bytes that differ and the largest difference of the `frames` tensors
-st_data() {
-    n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
-    offs=$(dd if="$1" bs=1 skip=8 count="$n" 2>/dev/null | grep -o "\"$2\":{[^}]*}" |
-        sed -E 's/.*"data_offsets":\[([0-9]+), ?([0-9]+)\].*/\1 \2/')
-    [ -n "$offs" ] || return 1
-    set -- "$1" $offs
-    dd if="$1" iflag=skip_bytes,count_bytes skip=$((8 + n + $2)) count=$(($3 - $2)) 2>/dev/null
-}
 frames_vs() {
     st_data "$1" frames >$T/ref.bin || : >$T/ref.bin
     st_data "$2" frames >$T/got.bin || : >$T/got.bin

@@ -20,14 +20,6 @@ trap 'rm -rf "$T"' EXIT
 FLOORS="--min colour=1 --min background=1"
 TABLE="all \(6\) +1\.000 +1\.000 +0\.167 +0\.833 +0\.167"
 
-st_data() {
-    n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
-    offs=$(dd if="$1" bs=1 skip=8 count="$n" 2>/dev/null | grep -o "\"$2\":{[^}]*}" |
-        sed -E 's/.*"data_offsets":\[([0-9]+), ?([0-9]+)\].*/\1 \2/')
-    [ -n "$offs" ] || return 1
-    set -- "$1" $offs
-    dd if="$1" iflag=skip_bytes,count_bytes skip=$((8 + n + $2)) count=$(($3 - $2)) 2>/dev/null
-}
 # frames_vs REF GOT: "N MAX" = bytes that differ and the largest difference of the `frames` tensors
 frames_vs() {
     st_data "$1" frames >$T/ref.bin || : >$T/ref.bin
