@@ -514,6 +514,15 @@ typedef struct wan_generate_params {
     const struct wan_lora_use *loras; /* optional LoRA adapters for this call (see "LoRA adapters"); NULL: none */
     int n_loras;
     int lora_mode;                   /* a wan_lora_mode: how they are applied (0: WAN_LORA_RUNTIME)      */
+    const char *device;              /* compute device of the transformer and the sampler: NULL or "cpu"
+                                        (default), "cuda" or "cuda:N" (GPU N); borrowed for the call. The
+                                        text encoder and the VAE run on the CPU. On a GPU each expert is
+                                        uploaded when its first step comes (the other one is released
+                                        first: one resident at a time) and the latents stay on the device
+                                        until the decode. Checked before any work: WAN_ERR_INVALID_ARG for
+                                        an unknown name, WAN_ERR_UNSUPPORTED when the build has no CUDA
+                                        ("rebuild with `make cuda`") or no usable device (the driver's
+                                        reason), and for on-the-fly LoRA (WAN_LORA_RUNTIME) on a GPU. */
 } wan_generate_params;
 
 /* ---------------------------------------------------------------------------------------------
@@ -647,6 +656,14 @@ wan_status wan_generate(wan_ctx_t *ctx, const wan_generate_params *params, wan_v
 /* Releases what wan_generate put in a wan_video and clears it. NULL allowed. */
 void wan_video_free(wan_video *video);
 
+/* Checks that compute device `device` (NULL, "" or "cpu"; "cuda" or "cuda:N") can be used by this build on
+ * this machine, by creating its backend and freeing it again (a GPU's context costs a moment). Returns
+ * WAN_OK and, when desc_len > 0, a description in desc ("CPU, 16 threads", "NVIDIA H100 80GB HBM3, sm_90,
+ * 79 GiB"); WAN_ERR_INVALID_ARG for an unknown name; WAN_ERR_UNSUPPORTED when the build has no CUDA
+ * ("rebuild with `make cuda`") or no usable device (err gives the driver's reason). For tools that want to
+ * fail at start-up rather than at the first wan_generate. Thread-safe. */
+wan_status wan_device_check(const char *device, char *desc, size_t desc_len, char *err, size_t errlen);
+
 /* ---------------------------------------------------------------------------------------------
  * Transformer (DiT): one forward of WanTransformer3DModel
  * ------------------------------------------------------------------------------------------- */
@@ -672,6 +689,17 @@ void wan_video_free(wan_video *video);
 wan_status wan_transformer_forward(const wan_model_t *model, int expert, const wan_host_tensor *hidden_states,
                                    const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
                                    wan_host_tensor *out_sample, int n_threads, char *err, size_t errlen);
+
+/* wan_transformer_forward on a compute device: NULL, "" or "cpu" is exactly wan_transformer_forward; "cuda" or
+ * "cuda:N" uploads the expert's weights to GPU N for the call (wan.c's CUDA backend, docs/CUDA.md), runs each
+ * batch item there and downloads the sample. Errors: those of wan_transformer_forward, plus WAN_ERR_INVALID_ARG
+ * for an unknown device name and WAN_ERR_UNSUPPORTED when this build has no CUDA ("rebuild with `make cuda`")
+ * or no usable device (the message gives the driver's reason). Thread-safety: as wan_transformer_forward; each
+ * call creates and frees its own backend. */
+wan_status wan_transformer_forward_device(const char *device, const wan_model_t *model, int expert,
+                                          const wan_host_tensor *hidden_states, const wan_host_tensor *timestep,
+                                          const wan_host_tensor *encoder_hidden_states, wan_host_tensor *out_sample,
+                                          int n_threads, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------------------------------------
  * Schedulers (samplers)

@@ -29,6 +29,26 @@ wan_status wan_backend_create(const char *name, int n_threads, wan_backend **out
     return wan_err(err, WAN_ERR_INVALID_ARG, "unknown backend \"%s\" (expected cpu, cuda or cuda:N)", name);
 }
 
+wan_status wan_backend_for_device(const char *device, int n_threads, wan_backend **out, wan_error *err)
+{
+    return wan_backend_create(device && *device ? device : "cpu", n_threads, out, err);
+}
+
+wan_status wan_device_check(const char *device, char *desc, size_t desc_len, char *errbuf, size_t errlen)
+{
+    wan_error err = { 0 };
+    wan_backend *be = NULL;
+    wan_status rc = wan_backend_for_device(device, 0, &be, &err);
+    if (rc != WAN_OK) {
+        wan_err_copy(&err, errbuf, errlen);
+        return rc;
+    }
+    if (desc && desc_len)
+        snprintf(desc, desc_len, "%s", be->device);
+    wan_backend_free(be);
+    return WAN_OK;
+}
+
 void wan_backend_free(wan_backend *be)
 {
     if (be)

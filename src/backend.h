@@ -151,6 +151,9 @@ struct wan_backend {
 wan_status wan_backend_create(const char *name, int n_threads, wan_backend **out, wan_error *err);
 void wan_backend_free(wan_backend *be); /* NULL is a no-op */
 
+/* wan_backend_create for a user's device string (wan_generate_params.device): NULL or "" is "cpu". */
+wan_status wan_backend_for_device(const char *device, int n_threads, wan_backend **out, wan_error *err);
+
 /* Sets the sticky error unless one is already set (for backend implementations). */
 void wan_backend_fail(wan_backend *be, wan_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

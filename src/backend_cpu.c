@@ -18,9 +18,9 @@ typedef struct cpu_state {
     size_t ws_cap;  /* floats                                      */
 } cpu_state;
 
-/* Below this many multiply-adds a convolution runs on one thread (vae.c's threshold): a fork/join costs more. */
+/* Below this many multiply-adds a VAE convolution or frame attention runs on one thread: a fork/join costs more. */
 #define CONV_SMALL_MACS 1e8
-/* im2col floats per thread and row block (vae.c's choice). */
+/* im2col floats per thread and row block (4 MiB): B panels of a few hundred columns or more. */
 #define CONV_SCRATCH_PER_THREAD ((size_t)1 << 20)
 
 static int ok(wan_backend *be) { return be->err.code == WAN_OK; }
@@ -234,7 +234,7 @@ static void cpu_attention_frame(wan_backend *be, const float *qkv, float *o, int
 {
     if (!ok(be))
         return;
-    int rows = (int)(((size_t)1 << 22) / (size_t)npix); /* vae.c's block: 16 MiB of scores per thread */
+    int rows = (int)(((size_t)1 << 22) / (size_t)npix); /* 16 MiB of scores per thread */
     rows = rows < 1 ? 1 : rows > npix ? npix : rows;
     const int nt = (double)c * npix * npix < CONV_SMALL_MACS ? 1 : be->n_threads;
     float *s = scratch(be, (size_t)nt * rows * npix);
@@ -259,8 +259,8 @@ static void cpu_dupup_add(wan_backend *be, float *y, const float *x, int cin, in
     if (!ok(be))
         return;
     const int f3 = ft * fs * fs, rep = cout * f3 / cin, ho = h * fs, wo = w * fs;
-    const size_t ihw = (size_t)h * w;
-#pragma omp parallel for num_threads(be->n_threads) schedule(static)
+    const size_t ihw = (size_t)h * w, total = (size_t)(n_in * ft - trim) * cout * ho * wo;
+#pragma omp parallel for num_threads(be->n_threads) schedule(static) if (total >= WAN_PAR_MIN)
     for (int o = 0; o < cout; o++)
         for (int t = trim; t < n_in * ft; t++) {
             const int ti = t / ft, a = t % ft;
@@ -280,8 +280,8 @@ static void cpu_avgdown_add(wan_backend *be, float *y, const float *x, int cin, 
         return;
     const int f3 = ft * fs * fs, g = cin * f3 / cout, pad = (ft - n_in % ft) % ft;
     const int n_out = (n_in + pad) / ft, ho = h / fs, wo = w / fs;
-    const size_t ihw = (size_t)h * w;
-#pragma omp parallel for num_threads(be->n_threads) schedule(static)
+    const size_t ihw = (size_t)h * w, total = (size_t)n_out * cout * ho * wo * (size_t)(cin * f3 / cout);
+#pragma omp parallel for num_threads(be->n_threads) schedule(static) if (total >= WAN_PAR_MIN)
     for (int o = 0; o < cout; o++)
         for (int t = 0; t < n_out; t++) {
             float *yr = y + ((size_t)t * cout + o) * ho * wo;

@@ -1,7 +1,8 @@
-/* dit.c — WanTransformer3DModel forward on the CPU: weight binding, embeddings, blocks, head, and the public
- * wan_transformer_forward. Math follows docs/MODEL.md "## Transformer (DiT)" and spec/transformer.md §3-§5. */
+/* dit.c — WanTransformer3DModel: weight binding, and the forward (embeddings, blocks, head) as a sequence of
+ * calls on a backend table (backend.h: the CPU kernels, or CUDA), and the public wan_transformer_forward. Math
+ * follows docs/MODEL.md "## Transformer (DiT)" and spec/transformer.md §3-§5. */
 #include "dit.h"
-#include "cpu/attention.h"
+#include "backend.h"
 #include "cpu/gemm.h"
 #include "cpu/ops.h"
 #include "lora.h"
@@ -11,9 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define FFN_CHUNK 2048      /* tokens per FFN hidden chunk: bounds the [tokens, F] buffer */
 #define ROPE_THETA 10000.0
@@ -255,11 +253,11 @@ int wan_dit_params(wan_dit *d, wan_dit_param *out, int cap)
 
 typedef struct dit_run {
     const wan_dit *d;
-    int nt;                         /* threads                                           */
+    wan_backend *be;
+    int nt;                         /* host threads (the LoRA terms)                     */
     int nf, nh, nw;                 /* token grid F', H', W'                             */
-    int64_t L, Lt, U, chunk;        /* tokens, text rows, distinct timesteps, FFN chunk  */
-    const float *tvals;             /* [U] distinct timesteps                            */
-    const int32_t *tok_row;         /* [L] row of each token in the U tables; NULL: U==1 */
+    int64_t L, Lt, U, nts, chunk;   /* tokens, text rows, distinct timesteps, timestep values, FFN chunk */
+    /* backend memory (the workspace) */
     float *x, *h, *q, *k, *v, *o;   /* [L, D]: residual, normed, q, k, v, attention out  */
     float *c, *ck, *cv;             /* [Lt, D]: text embedding, cross K, cross V          */
     float *u;                       /* [chunk, F] FFN hidden                             */
@@ -267,88 +265,162 @@ typedef struct dit_run {
     float *temb, *tmp, *tproj, *mod;/* [U, D], [U, D], [U, 6D], [U, 6D]                  */
     float *patches, *p;             /* [L, Kp], [L, Op]                                  */
     float *rope_t, *rope_h, *rope_w;/* per-axis cos/sin tables                           */
-    float *lin;                     /* linear-layer conversion scratch                   */
+    int32_t *tok_row;               /* [L] row of each token in the U tables; NULL: U==1 */
+    /* host memory (the workspace's staging) */
+    float *tvals;                   /* [nts] distinct timesteps first                    */
+    int32_t *rows;                  /* [nts] each value's row among them                 */
+    float *hsinus, *hrope;          /* the sinusoids and RoPE tables, built here, then uploaded */
     float *lora;                    /* LoRA low-rank products, per thread (NULL: no LoRA) */
-    void *att;                      /* attention scratch                                 */
     const wan_dit_probe *probe;
 } dit_run;
 
-static void *take(wan_arena *a, size_t *need, int64_t bytes)
+#define WS_ALIGN 256 /* backend buffers: what the CUDA kernels' vector loads and cuBLASLt prefer */
+
+/* Places `bytes` at *off from base (base NULL: only counts). */
+static void *take(uint8_t *base, size_t *off, int64_t bytes)
 {
-    size_t b = ((size_t)bytes + 63) & ~(size_t)63;
-    if (!a->base) {
-        *need += b;
-        return NULL;
-    }
-    return wan_arena_alloc(a, b);
+    void *p = base ? base + *off : NULL;
+    *off += ((size_t)bytes + WS_ALIGN - 1) & ~(size_t)(WS_ALIGN - 1);
+    return p;
 }
 
-static int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
-
-static int64_t linear_scratch_max(const wan_dit *d)
+static int64_t rope_floats(const dit_run *r)
 {
-    const wan_dit_linear *top[] = { &d->patch, &d->t1, &d->t2, &d->tproj, &d->c1, &d->c2, &d->out };
-    int64_t m = 0;
-    for (size_t i = 0; i < sizeof top / sizeof *top; i++)
-        m = max_i64(m, wan_cpu_linear_scratch(&top[i]->w));
-    for (int i = 0; i < d->cfg.num_layers; i++) {
-        const wan_dit_block *b = &d->blocks[i];
-        const wan_dit_linear *l[] = { &b->q, &b->k, &b->v, &b->o, &b->q2, &b->k2, &b->v2, &b->o2, &b->ff1, &b->ff2 };
-        for (size_t j = 0; j < sizeof l / sizeof *l; j++)
-            m = max_i64(m, wan_cpu_linear_scratch(&l[j]->w));
-    }
-    return m;
+    const wan_dit *d = r->d;
+    return (int64_t)r->nf * d->rope_t + (int64_t)r->nh * d->rope_h + (int64_t)r->nw * d->rope_w;
 }
 
-/* Lays out every buffer of one forward; with a->base NULL it only adds the bytes to *need. */
-static void plan(dit_run *r, wan_arena *a, size_t *need)
+/* Lays out the backend buffers of one forward at base (NULL: counts the bytes); returns the bytes. */
+static size_t plan_dev(dit_run *r, uint8_t *base)
 {
     const wan_dit *d = r->d;
     const int64_t D = d->D, L = r->L, Lt = r->Lt, U = r->U, f4 = sizeof(float);
+    size_t off = 0;
     float **ld[] = { &r->x, &r->h, &r->q, &r->k, &r->v, &r->o };
     for (size_t i = 0; i < sizeof ld / sizeof *ld; i++)
-        *ld[i] = take(a, need, L * D * f4);
-    r->c = take(a, need, Lt * D * f4);
-    r->ck = take(a, need, Lt * D * f4);
-    r->cv = take(a, need, Lt * D * f4);
-    r->u = take(a, need, r->chunk * d->F * f4);
-    r->sinus = take(a, need, U * d->cfg.freq_dim * f4);
-    r->temb = take(a, need, U * D * f4);
-    r->tmp = take(a, need, U * D * f4);
-    r->tproj = take(a, need, U * 6 * D * f4);
-    r->mod = take(a, need, U * 6 * D * f4);
-    r->patches = take(a, need, L * d->Kp * f4);
-    r->p = take(a, need, L * d->Op * f4);
-    r->rope_t = take(a, need, (int64_t)r->nf * d->rope_t * f4);
-    r->rope_h = take(a, need, (int64_t)r->nh * d->rope_h * f4);
-    r->rope_w = take(a, need, (int64_t)r->nw * d->rope_w * f4);
-    r->lin = take(a, need, max_i64(1, linear_scratch_max(d)) * f4);
-    r->lora = d->lora_rank ? take(a, need, wan_lora_lin_scratch(d->lora_rank, r->nt) * f4) : NULL;
-    r->att = take(a, need, (int64_t)wan_cpu_attention_scratch(max_i64(L, Lt), (int)d->H, (int)d->hd, r->nt));
+        *ld[i] = take(base, &off, L * D * f4);
+    r->c = take(base, &off, Lt * D * f4);
+    r->ck = take(base, &off, Lt * D * f4);
+    r->cv = take(base, &off, Lt * D * f4);
+    r->u = take(base, &off, r->chunk * d->F * f4);
+    r->sinus = take(base, &off, U * d->cfg.freq_dim * f4);
+    r->temb = take(base, &off, U * D * f4);
+    r->tmp = take(base, &off, U * D * f4);
+    r->tproj = take(base, &off, U * 6 * D * f4);
+    r->mod = take(base, &off, U * 6 * D * f4);
+    r->patches = take(base, &off, L * d->Kp * f4);
+    r->p = take(base, &off, L * d->Op * f4);
+    r->rope_t = take(base, &off, rope_floats(r) * f4);
+    r->rope_h = base ? r->rope_t + (int64_t)r->nf * d->rope_t : NULL;
+    r->rope_w = base ? r->rope_h + (int64_t)r->nh * d->rope_h : NULL;
+    r->tok_row = take(base, &off, L * (int64_t)sizeof(int32_t));
+    return off;
+}
+
+/* The host staging of one forward at base (NULL: counts the bytes); returns the bytes. */
+static size_t plan_host(dit_run *r, uint8_t *base)
+{
+    const wan_dit *d = r->d;
+    const int64_t f4 = sizeof(float);
+    size_t off = 0;
+    r->tvals = take(base, &off, r->nts * f4);
+    r->rows = take(base, &off, r->nts * (int64_t)sizeof(int32_t));
+    r->hsinus = take(base, &off, r->U * d->cfg.freq_dim * f4);
+    r->hrope = take(base, &off, rope_floats(r) * f4);
+    r->lora = d->lora_rank ? take(base, &off, wan_lora_lin_scratch(d->lora_rank, r->nt) * f4) : NULL;
+    return off;
+}
+
+void wan_dit_ws_free(wan_dit_ws *ws)
+{
+    if (!ws)
+        return;
+    if (ws->mem)
+        ws->be->free(ws->be, ws->mem);
+    wan_free(ws->host);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* Grows the host staging to r's shapes, keeping its contents (the timestep rows lead the layout). */
+static wan_status host_reserve(wan_dit_ws *ws, dit_run *r, wan_error *err)
+{
+    const size_t need = plan_host(r, NULL);
+    if (need > ws->host_cap) {
+        void *p = wan_realloc(ws->host, need);
+        if (!p)
+            return wan_err(err, WAN_ERR_NOMEM, "transformer: cannot allocate %zu bytes of host staging", need);
+        ws->host = p;
+        ws->host_cap = need;
+        ws->grows++;
+    }
+    plan_host(r, ws->host);
+    return WAN_OK;
+}
+
+/* Grows the workspace to the shapes of r (never shrinks it) and lays r's buffers out in it. Nothing is
+ * allocated when the shapes fit what an earlier forward used. */
+static wan_status ws_reserve(wan_dit_ws *ws, dit_run *r, wan_error *err)
+{
+    const size_t need = plan_dev(r, NULL);
+    if (need > ws->cap) {
+        if (ws->mem)
+            ws->be->free(ws->be, ws->mem);
+        ws->cap = 0;
+        ws->be = r->be;
+        ws->mem = r->be->alloc(r->be, need);
+        if (!ws->mem) {
+            if (r->be->sync(r->be, err) == WAN_OK)
+                wan_err(err, WAN_ERR_NOMEM, "%s backend: allocation failed", r->be->name);
+            return wan_err_wrap(err, "transformer workspace (%zu MiB for %lld tokens, %lld text rows): ",
+                                need >> 20, (long long)r->L, (long long)r->Lt);
+        }
+        ws->cap = need;
+        ws->grows++;
+    }
+    plan_dev(r, ws->mem);
+    return host_reserve(ws, r, err);
 }
 
 static void lin(const dit_run *r, const wan_dit_linear *l, const float *x, int64_t M, float *y)
 {
-    wan_cpu_linear(x, M, l->w.ne[1], &l->w, l->b, y, l->w.ne[0], r->lin, r->nt);
-    if (l->lora)
+    wan_backend *be = r->be;
+    be->linear(be, x, M, l->w.ne[1], &l->w, l->b, y, l->w.ne[0]);
+    /* host-only: wan_dit_forward_ws refuses LoRA terms on a backend whose memory is not the host's */
+    if (l->lora && be->err.code == WAN_OK)
         wan_lora_lin_apply(l->lora, x, M, l->w.ne[1], y, l->w.ne[0], r->lora, r->nt);
 }
 
+/* Passes a tensor to the probe (downloaded first when it lives in device memory). */
 static void probe(const dit_run *r, const char *name, const float *data, int64_t rows, int64_t cols)
 {
-    if (r->probe && r->probe->fn)
+    if (!r->probe || !r->probe->fn)
+        return;
+    if (r->be->host_memory) {
         r->probe->fn(name, data, rows, cols, r->probe->user);
+        return;
+    }
+    float *h = wan_malloc((size_t)(rows * cols) * sizeof(float)); /* tests only: not on the sampling path */
+    if (!h) {
+        wan_backend_fail(r->be, WAN_ERR_NOMEM, "out of host memory for the probe of %s", name);
+        return;
+    }
+    r->be->download(r->be, h, data, (size_t)(rows * cols) * sizeof(float));
+    if (r->be->err.code == WAN_OK)
+        r->probe->fn(name, h, rows, cols, r->probe->user);
+    wan_free(h);
 }
 
 /* Sinusoid (diffusers get_timestep_embedding, flip_sin_to_cos, shift 0) → time MLP → time_proj. The
- * exponent and the angle are rounded to f32 exactly as diffusers computes them; cos comes first. */
+ * exponent and the angle are rounded to f32 exactly as diffusers computes them; cos comes first. The
+ * sinusoids are built on the host and uploaded. */
 static void time_embed(dit_run *r)
 {
     const wan_dit *d = r->d;
+    wan_backend *be = r->be;
     const int fd = d->cfg.freq_dim, half = fd / 2;
     const float c = (float)-log(10000.0);
     for (int64_t u = 0; u < r->U; u++) {
-        float *e = r->sinus + u * fd;
+        float *e = r->hsinus + u * fd;
         for (int i = 0; i < half; i++) {
             const float ex = (float)i * c / (float)half;
             const float arg = r->tvals[u] * (float)exp((double)ex);
@@ -358,11 +430,12 @@ static void time_embed(dit_run *r)
         if (fd % 2)
             e[fd - 1] = 0.0f;
     }
+    be->upload(be, r->sinus, r->hsinus, (size_t)(r->U * fd) * sizeof(float));
     lin(r, &d->t1, r->sinus, r->U, r->tmp);
-    wan_cpu_silu(r->tmp, r->tmp, r->U * d->D);
+    be->silu(be, r->tmp, r->tmp, r->U * d->D);
     lin(r, &d->t2, r->tmp, r->U, r->temb); /* temb: pre-SiLU, used by the head */
     probe(r, "temb", r->temb, r->U, d->D);
-    wan_cpu_silu(r->temb, r->tmp, r->U * d->D);
+    be->silu(be, r->temb, r->tmp, r->U * d->D);
     lin(r, &d->tproj, r->tmp, r->U, r->tproj);
     probe(r, "timestep_proj", r->tproj, r->U, 6 * d->D);
 }
@@ -371,7 +444,7 @@ static void time_embed(dit_run *r)
 static void text_embed(dit_run *r, const float *ctx)
 {
     lin(r, &r->d->c1, ctx, r->Lt, r->ck);
-    wan_cpu_gelu_tanh(r->ck, r->Lt * r->d->D, r->nt);
+    r->be->gelu_tanh(r->be, r->ck, r->Lt * r->d->D);
     lin(r, &r->d->c2, r->ck, r->Lt, r->c);
     probe(r, "text_emb", r->c, r->Lt, r->d->D);
 }
@@ -380,114 +453,89 @@ static void text_embed(dit_run *r, const float *ctx)
 static void patch_embed(dit_run *r, const float *x, int T, int Hl, int Wl)
 {
     const wan_dit *d = r->d;
-    const int pt = d->cfg.patch_size[0], ph = d->cfg.patch_size[1], pw = d->cfg.patch_size[2];
-    const int Cin = d->cfg.in_channels;
-#pragma omp parallel for num_threads(r->nt) schedule(static)
-    for (int64_t l = 0; l < r->L; l++) {
-        const int w = (int)(l % r->nw), h = (int)((l / r->nw) % r->nh), f = (int)(l / ((int64_t)r->nw * r->nh));
-        float *v = r->patches + l * d->Kp;
-        for (int c = 0; c < Cin; c++)
-            for (int a = 0; a < pt; a++)
-                for (int b = 0; b < ph; b++)
-                    for (int e = 0; e < pw; e++)
-                        *v++ = x[(((int64_t)c * T + f * pt + a) * Hl + h * ph + b) * Wl + w * pw + e];
-    }
+    const int *ps = d->cfg.patch_size;
+    r->be->patchify(r->be, x, r->patches, d->cfg.in_channels, T, Hl, Wl, ps[0], ps[1], ps[2]);
     lin(r, &d->patch, r->patches, r->L, r->x);
     probe(r, "patch", r->x, r->L, d->D);
-}
-
-/* Inverse of the patch gather with the channel innermost in each output feature vector. */
-static void unpatchify(const dit_run *r, float *out, int T, int Hl, int Wl)
-{
-    const wan_dit *d = r->d;
-    const int pt = d->cfg.patch_size[0], ph = d->cfg.patch_size[1], pw = d->cfg.patch_size[2];
-    const int Cout = d->cfg.out_channels;
-#pragma omp parallel for num_threads(r->nt) schedule(static)
-    for (int64_t l = 0; l < r->L; l++) {
-        const int w = (int)(l % r->nw), h = (int)((l / r->nw) % r->nh), f = (int)(l / ((int64_t)r->nw * r->nh));
-        const float *pv = r->p + l * d->Op;
-        for (int a = 0; a < pt; a++)
-            for (int b = 0; b < ph; b++)
-                for (int e = 0; e < pw; e++)
-                    for (int c = 0; c < Cout; c++)
-                        out[(((int64_t)c * T + f * pt + a) * Hl + h * ph + b) * Wl + w * pw + e] = *pv++;
-    }
 }
 
 static void attention(const dit_run *r, const float *q, const float *k, const float *v, float *o, int64_t Lk)
 {
     const int64_t D = r->d->D;
-    wan_cpu_attention(q, D, k, D, v, D, o, D, r->L, Lk, (int)r->d->H, (int)r->d->hd,
-                      (float)(1.0 / sqrt((double)r->d->hd)), r->att, r->nt);
+    r->be->attention(r->be, q, D, k, D, v, D, o, D, r->L, Lk, (int)r->d->H, (int)r->d->hd,
+                     (float)(1.0 / sqrt((double)r->d->hd)));
 }
 
 static void run_block(dit_run *r, const wan_dit_block *b)
 {
     const wan_dit *d = r->d;
+    wan_backend *be = r->be;
     const int64_t D = d->D, L = r->L, ml = 6 * D;
     const float eps = (float)d->cfg.eps;
-    const int nt = r->nt;
-    const int32_t *tr = r->tok_row;
+    const int32_t *tr = r->U > 1 ? r->tok_row : NULL;
     /* modulation rows: shift/scale/gate (self-attention), shift/scale/gate (FFN), one set per distinct t */
-    for (int64_t u = 0; u < r->U; u++)
-        for (int64_t i = 0; i < ml; i++)
-            r->mod[u * ml + i] = b->sst[i] + r->tproj[u * ml + i];
+    be->add_rows(be, r->mod, b->sst, r->tproj, r->U, ml, ml, ml);
     const float *M = r->mod;
 
     /* (a) self-attention: LN·(1 + scale) + shift → q/k/v → RMSNorm over all heads → RoPE → attention */
-    wan_cpu_layernorm(r->x, r->h, L, D, D, eps, NULL, NULL, M, M + D, tr, ml, nt);
+    be->layernorm(be, r->x, r->h, L, D, D, eps, NULL, NULL, M, M + D, tr, ml);
     lin(r, &b->q, r->h, L, r->q);
     lin(r, &b->k, r->h, L, r->k);
     lin(r, &b->v, r->h, L, r->v);
-    wan_cpu_rmsnorm(r->q, L, D, D, eps, b->norm_q, nt);
-    wan_cpu_rmsnorm(r->k, L, D, D, eps, b->norm_k, nt);
-    wan_cpu_rope(r->q, D, r->nf, r->nh, r->nw, (int)d->H, (int)d->hd, d->rope_t, d->rope_h, r->rope_t, r->rope_h,
-                 r->rope_w, nt);
-    wan_cpu_rope(r->k, D, r->nf, r->nh, r->nw, (int)d->H, (int)d->hd, d->rope_t, d->rope_h, r->rope_t, r->rope_h,
-                 r->rope_w, nt);
+    be->rmsnorm(be, r->q, L, D, D, eps, b->norm_q);
+    be->rmsnorm(be, r->k, L, D, D, eps, b->norm_k);
+    be->rope(be, r->q, D, r->nf, r->nh, r->nw, (int)d->H, (int)d->hd, d->rope_t, d->rope_h, r->rope_t, r->rope_h,
+             r->rope_w);
+    be->rope(be, r->k, D, r->nf, r->nh, r->nw, (int)d->H, (int)d->hd, d->rope_t, d->rope_h, r->rope_t, r->rope_h,
+             r->rope_w);
     attention(r, r->q, r->k, r->v, r->o, L);
     lin(r, &b->o, r->o, L, r->h);
-    wan_cpu_gated_add(r->x, D, r->h, D, L, D, M + 2 * D, tr, ml, nt);
+    be->gated_add(be, r->x, D, r->h, D, L, D, M + 2 * D, tr, ml);
 
     /* (b) cross-attention over every text row: affine LN, no modulation, no gate, no RoPE */
     if (b->norm2_w)
-        wan_cpu_layernorm(r->x, r->h, L, D, D, eps, b->norm2_w, b->norm2_b, NULL, NULL, NULL, 0, nt);
+        be->layernorm(be, r->x, r->h, L, D, D, eps, b->norm2_w, b->norm2_b, NULL, NULL, NULL, 0);
     else
-        memcpy(r->h, r->x, (size_t)(L * D) * sizeof(float));
+        be->copy(be, r->h, r->x, (size_t)(L * D) * sizeof(float));
     lin(r, &b->q2, r->h, L, r->q);
-    wan_cpu_rmsnorm(r->q, L, D, D, eps, b->norm_q2, nt);
+    be->rmsnorm(be, r->q, L, D, D, eps, b->norm_q2);
     lin(r, &b->k2, r->c, r->Lt, r->ck);
-    wan_cpu_rmsnorm(r->ck, r->Lt, D, D, eps, b->norm_k2, nt);
+    be->rmsnorm(be, r->ck, r->Lt, D, D, eps, b->norm_k2);
     lin(r, &b->v2, r->c, r->Lt, r->cv);
     attention(r, r->q, r->ck, r->cv, r->o, r->Lt);
     lin(r, &b->o2, r->o, L, r->h);
-    wan_cpu_gated_add(r->x, D, r->h, D, L, D, NULL, NULL, 0, nt);
+    be->gated_add(be, r->x, D, r->h, D, L, D, NULL, NULL, 0);
 
     /* (c) feed-forward with tanh GELU, in token chunks */
-    wan_cpu_layernorm(r->x, r->h, L, D, D, eps, NULL, NULL, M + 3 * D, M + 4 * D, tr, ml, nt);
+    be->layernorm(be, r->x, r->h, L, D, D, eps, NULL, NULL, M + 3 * D, M + 4 * D, tr, ml);
     for (int64_t c0 = 0; c0 < L; c0 += r->chunk) {
         const int64_t n = L - c0 < r->chunk ? L - c0 : r->chunk;
         lin(r, &b->ff1, r->h + c0 * D, n, r->u);
-        wan_cpu_gelu_tanh(r->u, n * d->F, nt);
+        be->gelu_tanh(be, r->u, n * d->F);
         lin(r, &b->ff2, r->u, n, r->o + c0 * D);
     }
-    wan_cpu_gated_add(r->x, D, r->o, D, L, D, M + 5 * D, tr, ml, nt);
+    be->gated_add(be, r->x, D, r->o, D, L, D, M + 5 * D, tr, ml);
 }
 
 /* Output head: LN·(1 + (S_out[1] + temb)) + (S_out[0] + temb) with the pre-SiLU temb, then proj_out. */
 static void head(dit_run *r)
 {
     const wan_dit *d = r->d;
+    wan_backend *be = r->be;
     const int64_t D = d->D, ml = 2 * D;
-    for (int64_t u = 0; u < r->U; u++)
-        for (int64_t i = 0; i < D; i++) {
-            r->mod[u * ml + i] = d->sst_out[i] + r->temb[u * D + i];
-            r->mod[u * ml + D + i] = d->sst_out[D + i] + r->temb[u * D + i];
-        }
-    wan_cpu_layernorm(r->x, r->h, r->L, D, D, (float)d->cfg.eps, NULL, NULL, r->mod, r->mod + D, r->tok_row, ml,
-                      r->nt);
+    be->add_rows(be, r->mod, d->sst_out, r->temb, r->U, ml, D, D);
+    be->layernorm(be, r->x, r->h, r->L, D, D, (float)d->cfg.eps, NULL, NULL, r->mod, r->mod + D,
+                  r->U > 1 ? r->tok_row : NULL, ml);
     lin(r, &d->out, r->h, r->L, r->p);
     probe(r, "proj_out", r->p, r->L, d->Op);
+}
+
+/* Inverse of the patch gather with the channel innermost in each output feature vector. */
+static void unpatchify(const dit_run *r, float *out, int T, int Hl, int Wl)
+{
+    const wan_dit *d = r->d;
+    const int *ps = d->cfg.patch_size;
+    r->be->unpatchify(r->be, r->p, out, d->cfg.out_channels, T, Hl, Wl, ps[0], ps[1], ps[2]);
 }
 
 /* Distinct timestep values and each token's row among them. tvals has room for n values. */
@@ -508,58 +556,61 @@ static int64_t distinct_t(const float *t, int64_t n, float *tvals, int32_t *row)
     return U;
 }
 
-wan_status wan_dit_forward(const wan_dit *d, const float *x, int T, int Hl, int Wl, const float *t, int per_token,
-                           const float *ctx, int64_t Lt, float *out, int n_threads, const wan_dit_probe *pr,
-                           wan_error *err)
+/* Checks the shapes and timesteps and fills r's sizes (not its buffers). */
+static wan_status run_init(dit_run *r, const wan_dit *d, wan_backend *be, int T, int Hl, int Wl, const float *t,
+                           int per_token, int64_t Lt, wan_error *err)
 {
     const int *ps = d->cfg.patch_size;
     if (T < 1 || Hl < 1 || Wl < 1 || T % ps[0] || Hl % ps[1] || Wl % ps[2])
         return wan_err(err, WAN_ERR_SHAPE, "transformer: latent frames x height x width %d x %d x %d must be "
                        "positive multiples of the patch %d x %d x %d", T, Hl, Wl, ps[0], ps[1], ps[2]);
-    dit_run r = { .d = d, .nf = T / ps[0], .nh = Hl / ps[1], .nw = Wl / ps[2], .Lt = Lt, .probe = pr };
+    *r = (dit_run){ .d = d, .be = be, .nt = be->n_threads, .nf = T / ps[0], .nh = Hl / ps[1], .nw = Wl / ps[2],
+                    .Lt = Lt };
     const int rmax = d->cfg.rope_max_seq_len;
-    if (r.nf > rmax || r.nh > rmax || r.nw > rmax)
+    if (r->nf > rmax || r->nh > rmax || r->nw > rmax)
         return wan_err(err, WAN_ERR_SHAPE, "transformer: token grid %d x %d x %d exceeds rope_max_seq_len %d",
-                       r.nf, r.nh, r.nw, rmax);
+                       r->nf, r->nh, r->nw, rmax);
     if (Lt < 1)
         return wan_err(err, WAN_ERR_SHAPE, "transformer: the text context has no rows");
-    r.L = (int64_t)r.nf * r.nh * r.nw;
-    r.chunk = r.L < FFN_CHUNK ? r.L : FFN_CHUNK;
-#ifdef _OPENMP
-    r.nt = n_threads > 0 ? n_threads : omp_get_max_threads();
-#else
-    r.nt = 1;
-#endif
-    const int64_t nts = per_token ? r.L : 1;
-    for (int64_t i = 0; i < nts; i++)
+    if (d->lora_rank && !be->host_memory)
+        return wan_err(err, WAN_ERR_UNSUPPORTED, "transformer: on-the-fly LoRA terms run on the host only, not "
+                       "on the %s backend (merge the adapter into the weights)", be->name);
+    r->L = (int64_t)r->nf * r->nh * r->nw;
+    r->chunk = r->L < FFN_CHUNK ? r->L : FFN_CHUNK;
+    r->nts = per_token ? r->L : 1;
+    for (int64_t i = 0; i < r->nts; i++)
         if (!isfinite(t[i]))
             return wan_err(err, WAN_ERR_INVALID_ARG, "transformer: timestep %lld is not finite", (long long)i);
-    float *tvals = wan_malloc((size_t)nts * sizeof(float));
-    int32_t *rows = wan_malloc((size_t)nts * sizeof(int32_t));
-    wan_arena arena = { 0 };
-    wan_status rc = WAN_OK;
-    if (!tvals || !rows) {
-        rc = wan_err(err, WAN_ERR_NOMEM, "transformer: cannot allocate %lld timestep rows", (long long)nts);
-        goto done;
-    }
-    r.U = distinct_t(t, nts, tvals, rows);
-    r.tvals = tvals;
-    r.tok_row = r.U > 1 ? rows : NULL;
-    size_t need = 0;
-    plan(&r, &arena, &need);
-    if ((rc = wan_arena_init(&arena, need, err)) != WAN_OK) {
-        wan_err_wrap(err, "transformer forward (%lld tokens, %lld text rows)", (long long)r.L, (long long)Lt);
-        goto done;
-    }
-    plan(&r, &arena, &need);
-    if (!r.att) { /* the second pass must fit exactly what the first one measured */
-        rc = wan_err(err, WAN_ERR_INTERNAL, "internal error: transformer arena plan mismatch at %s:%d", __FILE__,
-                     __LINE__);
-        goto done;
-    }
-    wan_cpu_rope_table(r.rope_t, r.nf, d->rope_t, ROPE_THETA);
-    wan_cpu_rope_table(r.rope_h, r.nh, d->rope_h, ROPE_THETA);
-    wan_cpu_rope_table(r.rope_w, r.nw, d->rope_w, ROPE_THETA);
+    r->U = 1; /* until the distinct values are counted */
+    return WAN_OK;
+}
+
+wan_status wan_dit_forward_ws(const wan_dit *d, wan_backend *be, wan_dit_ws *ws, const float *x, int T, int Hl,
+                              int Wl, const float *t, int per_token, const float *ctx, int64_t Lt, float *out,
+                              const wan_dit_probe *pr, wan_error *err)
+{
+    if (ws->be && ws->be != be)
+        return wan_err(err, WAN_ERR_INVALID_ARG, "transformer: the workspace belongs to the %s backend, not to "
+                       "this %s one", ws->be->name, be->name);
+    dit_run r;
+    wan_status rc = run_init(&r, d, be, T, Hl, Wl, t, per_token, Lt, err);
+    if (rc != WAN_OK)
+        return rc;
+    /* the distinct timesteps decide U, and U the sizes: count them first (the staging for U = 1 holds the
+     * timestep rows, which stay in place when it grows) */
+    if ((rc = host_reserve(ws, &r, err)) != WAN_OK)
+        return rc;
+    r.U = distinct_t(t, r.nts, r.tvals, r.rows);
+    if ((rc = ws_reserve(ws, &r, err)) != WAN_OK)
+        return rc;
+    r.probe = pr;
+    wan_cpu_rope_table(r.hrope, r.nf, d->rope_t, ROPE_THETA);
+    wan_cpu_rope_table(r.hrope + (int64_t)r.nf * d->rope_t, r.nh, d->rope_h, ROPE_THETA);
+    wan_cpu_rope_table(r.hrope + (int64_t)r.nf * d->rope_t + (int64_t)r.nh * d->rope_h, r.nw, d->rope_w,
+                       ROPE_THETA);
+    be->upload(be, r.rope_t, r.hrope, (size_t)rope_floats(&r) * sizeof(float));
+    if (r.U > 1)
+        be->upload(be, r.tok_row, r.rows, (size_t)r.L * sizeof(int32_t));
 
     time_embed(&r);
     text_embed(&r, ctx);
@@ -572,10 +623,24 @@ wan_status wan_dit_forward(const wan_dit *d, const float *x, int T, int Hl, int 
     }
     head(&r);
     unpatchify(&r, out, T, Hl, Wl);
-done:
-    wan_arena_free(&arena);
-    wan_free(tvals);
-    wan_free(rows);
+    if ((rc = be->sync(be, err)) != WAN_OK)
+        return wan_err_wrap(err, "transformer forward (%lld tokens, %lld text rows): ", (long long)r.L,
+                            (long long)Lt);
+    return WAN_OK;
+}
+
+wan_status wan_dit_forward(const wan_dit *d, const float *x, int T, int Hl, int Wl, const float *t, int per_token,
+                           const float *ctx, int64_t Lt, float *out, int n_threads, const wan_dit_probe *pr,
+                           wan_error *err)
+{
+    wan_backend *be = NULL;
+    wan_status rc = wan_backend_cpu_create(n_threads, &be, err);
+    if (rc != WAN_OK)
+        return rc;
+    wan_dit_ws ws = { 0 };
+    rc = wan_dit_forward_ws(d, be, &ws, x, T, Hl, Wl, t, per_token, ctx, Lt, out, pr, err);
+    wan_dit_ws_free(&ws);
+    wan_backend_free(be);
     return rc;
 }
 
@@ -635,59 +700,60 @@ static wan_status check_inputs(const wan_transformer_config *c, const wan_host_t
     return WAN_OK;
 }
 
-static wan_status forward_batch(const wan_dit *dit, const wan_host_tensor *hs, const float *tf, int per_token,
-                                const wan_host_tensor *ehs, float *out, int n_threads, wan_error *err)
+/* The batch loop on a backend: each item's hidden states and context go in (uploaded first when the backend's
+ * memory is not the host's), its sample comes out into out (host). */
+static wan_status forward_batch(const wan_dit *dit, wan_backend *be, const wan_host_tensor *hs, const float *tf,
+                                int per_token, const wan_host_tensor *ehs, float *out, wan_error *err)
 {
     const wan_transformer_config *c = &dit->cfg;
     const int64_t B = hs->shape[0], T = hs->shape[2], Hl = hs->shape[3], Wl = hs->shape[4];
     const int64_t in_n = c->in_channels * T * Hl * Wl, out_n = c->out_channels * T * Hl * Wl;
     const int64_t Lt = ehs->shape[1], ctx_n = Lt * c->text_dim;
     const int64_t tn = per_token ? T / c->patch_size[0] * (Hl / c->patch_size[1]) * (Wl / c->patch_size[2]) : 1;
-    for (int64_t b = 0; b < B; b++) {
-        wan_status rc = wan_dit_forward(dit, (const float *)hs->data + b * in_n, (int)T, (int)Hl, (int)Wl,
-                                        tf + b * tn, per_token, (const float *)ehs->data + b * ctx_n, Lt,
-                                        out + b * out_n, n_threads, NULL, err);
-        if (rc != WAN_OK)
-            return B > 1 ? wan_err_wrap(err, "batch item %lld", (long long)b) : rc;
+    const size_t f4 = sizeof(float);
+    float *dx = NULL, *dc = NULL, *dout = NULL;
+    wan_dit_ws ws = { 0 };
+    wan_status rc = WAN_OK;
+    if (!be->host_memory) {
+        dx = be->alloc(be, (size_t)in_n * f4);
+        dc = be->alloc(be, (size_t)ctx_n * f4);
+        dout = be->alloc(be, (size_t)out_n * f4);
+        if ((rc = be->sync(be, err)) != WAN_OK) {
+            wan_err_wrap(err, "transformer forward: inputs and output on the %s backend: ", be->name);
+            goto done;
+        }
     }
-    return WAN_OK;
-}
-
-wan_status wan_transformer_forward(const wan_model_t *model, int expert, const wan_host_tensor *hidden_states,
-                                   const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
-                                   wan_host_tensor *out_sample, int n_threads, char *errbuf, size_t errlen)
-{
-    wan_error err = { 0 };
-    wan_status rc;
-    wan_dit dit;
-    if (!model || !hidden_states || !timestep || !encoder_hidden_states || !out_sample ||
-        (expert != 0 && expert != 1)) {
-        rc = wan_err(&err, WAN_ERR_INVALID_ARG, "transformer forward: NULL argument or expert %d not 0/1", expert);
-        goto fail;
+    for (int64_t b = 0; b < B && rc == WAN_OK; b++) {
+        const float *x = (const float *)hs->data + b * in_n, *ctx = (const float *)ehs->data + b * ctx_n;
+        float *o = out + b * out_n;
+        if (!be->host_memory) {
+            be->upload(be, dx, x, (size_t)in_n * f4);
+            be->upload(be, dc, ctx, (size_t)ctx_n * f4);
+            x = dx, ctx = dc, o = dout;
+        }
+        rc = wan_dit_forward_ws(dit, be, &ws, x, (int)T, (int)Hl, (int)Wl, tf + b * tn, per_token, ctx, Lt, o, NULL,
+                                err);
+        if (rc == WAN_OK && !be->host_memory) {
+            be->download(be, out + b * out_n, dout, (size_t)out_n * f4);
+            rc = be->sync(be, err);
+        }
+        if (rc != WAN_OK && B > 1)
+            wan_err_wrap(err, "batch item %lld: ", (long long)b);
     }
-    const wan_transformer_config *cfg = wan_model_transformer_config(model, expert);
-    const wan_st_set *w = wan_model_weights(model, expert ? WAN_COMPONENT_TRANSFORMER_2 : WAN_COMPONENT_TRANSFORMER);
-    if (!cfg || !w) {
-        rc = wan_err(&err, WAN_ERR_NOT_FOUND, "%s: the model has no %s", wan_model_path(model),
-                     expert ? "transformer_2 (low-noise expert)" : "transformer");
-        goto fail;
+done:
+    wan_dit_ws_free(&ws);
+    if (!be->host_memory) {
+        be->free(be, dx);
+        be->free(be, dc);
+        be->free(be, dout);
     }
-    if ((rc = check_inputs(cfg, hidden_states, timestep, encoder_hidden_states, &err)) != WAN_OK)
-        goto fail;
-    if ((rc = wan_dit_init(&dit, w, cfg, &err)) != WAN_OK)
-        goto fail;
-    rc = wan_dit_forward_host(&dit, hidden_states, timestep, encoder_hidden_states, out_sample, n_threads, &err);
-    wan_dit_free(&dit);
-    if (rc == WAN_OK)
-        return WAN_OK;
-fail:
-    wan_err_copy(&err, errbuf, errlen);
     return rc;
 }
 
-wan_status wan_dit_forward_host(const wan_dit *dit, const wan_host_tensor *hidden_states,
-                                const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
-                                wan_host_tensor *out_sample, int n_threads, wan_error *err)
+/* wan_dit_forward_host on a given backend (the expert bound in its memory). */
+static wan_status forward_host_be(const wan_dit *dit, wan_backend *be, const wan_host_tensor *hidden_states,
+                                  const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
+                                  wan_host_tensor *out_sample, wan_error *err)
 {
     const wan_transformer_config *cfg = &dit->cfg;
     wan_status rc = check_inputs(cfg, hidden_states, timestep, encoder_hidden_states, err);
@@ -708,8 +774,8 @@ wan_status wan_dit_forward_host(const wan_dit *dit, const wan_host_tensor *hidde
                      "float type", wan_dtype_name(timestep->dtype));
         goto fail;
     }
-    if ((rc = forward_batch(dit, hidden_states, tf, timestep->ndim == 2, encoder_hidden_states, out, n_threads,
-                            err)) != WAN_OK)
+    if ((rc = forward_batch(dit, be, hidden_states, tf, timestep->ndim == 2, encoder_hidden_states, out, err)) !=
+        WAN_OK)
         goto fail;
     wan_free(tf);
     memset(out_sample, 0, sizeof *out_sample);
@@ -724,4 +790,67 @@ fail:
     wan_free(tf);
     wan_free(out);
     return rc;
+}
+
+wan_status wan_dit_forward_host(const wan_dit *dit, const wan_host_tensor *hidden_states,
+                                const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
+                                wan_host_tensor *out_sample, int n_threads, wan_error *err)
+{
+    wan_backend *be = NULL;
+    wan_status rc = wan_backend_cpu_create(n_threads, &be, err);
+    if (rc == WAN_OK)
+        rc = forward_host_be(dit, be, hidden_states, timestep, encoder_hidden_states, out_sample, err);
+    wan_backend_free(be);
+    return rc;
+}
+
+wan_status wan_transformer_forward_device(const char *device, const wan_model_t *model, int expert,
+                                          const wan_host_tensor *hidden_states, const wan_host_tensor *timestep,
+                                          const wan_host_tensor *encoder_hidden_states, wan_host_tensor *out_sample,
+                                          int n_threads, char *errbuf, size_t errlen)
+{
+    wan_error err = { 0 };
+    wan_status rc;
+    wan_backend *be = NULL;
+    wan_dit dit, dev;
+    if (!model || !hidden_states || !timestep || !encoder_hidden_states || !out_sample ||
+        (expert != 0 && expert != 1)) {
+        rc = wan_err(&err, WAN_ERR_INVALID_ARG, "transformer forward: NULL argument or expert %d not 0/1", expert);
+        goto fail;
+    }
+    const wan_transformer_config *cfg = wan_model_transformer_config(model, expert);
+    const wan_st_set *w = wan_model_weights(model, expert ? WAN_COMPONENT_TRANSFORMER_2 : WAN_COMPONENT_TRANSFORMER);
+    if (!cfg || !w) {
+        rc = wan_err(&err, WAN_ERR_NOT_FOUND, "%s: the model has no %s", wan_model_path(model),
+                     expert ? "transformer_2 (low-noise expert)" : "transformer");
+        goto fail;
+    }
+    if ((rc = check_inputs(cfg, hidden_states, timestep, encoder_hidden_states, &err)) != WAN_OK ||
+        (rc = wan_backend_for_device(device, n_threads, &be, &err)) != WAN_OK)
+        goto fail;
+    if ((rc = wan_dit_init(&dit, w, cfg, &err)) != WAN_OK)
+        goto fail;
+    if (be->host_memory) {
+        rc = forward_host_be(&dit, be, hidden_states, timestep, encoder_hidden_states, out_sample, &err);
+    } else if ((rc = wan_dit_upload(&dit, be, &dev, &err)) == WAN_OK) {
+        rc = forward_host_be(&dev, be, hidden_states, timestep, encoder_hidden_states, out_sample, &err);
+        wan_dit_release(be, &dev);
+    }
+    wan_dit_free(&dit);
+    if (rc == WAN_OK) {
+        wan_backend_free(be);
+        return WAN_OK;
+    }
+fail:
+    wan_backend_free(be);
+    wan_err_copy(&err, errbuf, errlen);
+    return rc;
+}
+
+wan_status wan_transformer_forward(const wan_model_t *model, int expert, const wan_host_tensor *hidden_states,
+                                   const wan_host_tensor *timestep, const wan_host_tensor *encoder_hidden_states,
+                                   wan_host_tensor *out_sample, int n_threads, char *errbuf, size_t errlen)
+{
+    return wan_transformer_forward_device(NULL, model, expert, hidden_states, timestep, encoder_hidden_states,
+                                          out_sample, n_threads, errbuf, errlen);
 }

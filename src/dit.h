@@ -1,8 +1,9 @@
-/* dit.h — the Wan denoising transformer (WanTransformer3DModel) on the CPU (internal).
+/* dit.h — the Wan denoising transformer (WanTransformer3DModel) (internal).
  *
  * A wan_dit binds the weights of one expert in place (views into the memory-mapped files, F32/BF16/F16 as
  * stored) plus an f32 copy of the small vectors (biases, norm gains, modulation tables). The forward
- * computes in f32; large matrices are converted tile by tile inside the linear kernel. */
+ * computes in f32 through a backend table (backend.h): on "cpu" with the weights in place (large matrices
+ * converted tile by tile inside the linear kernel), on a device with an expert uploaded by wan_dit_upload. */
 #ifndef WAN_DIT_H
 #define WAN_DIT_H
 
@@ -10,6 +11,7 @@
 #include "safetensors.h"
 
 struct wan_lora_lin;
+struct wan_backend;
 
 /* One Linear: y = x·Wᵀ + b (+ the LoRA terms, when a request binds some: see lora.h). */
 typedef struct wan_dit_linear {
@@ -81,10 +83,36 @@ typedef struct wan_dit_probe {
     void *user;
 } wan_dit_probe;
 
-/* One sample: x [Cin, T, Hl, Wl] → out [Cout, T, Hl, Wl] (f32, caller-allocated). t holds one timestep
- * (per_token 0) or one per token (per_token 1, L = (T/pt)·(Hl/ph)·(Wl/pw) values in token order);
- * ctx [Lt, text_dim]. T, Hl, Wl must be multiples of the patch. All scratch memory comes from one arena
- * sized up front and is released before returning. probe may be NULL. */
+/* The activation buffers of wan_dit_forward_ws, kept between forwards so that a sampling loop allocates
+ * nothing and touches no fresh pages per step: one block of backend memory laid out per forward, grown when a
+ * forward needs more (more tokens, text rows or distinct timesteps), never shrunk; plus a small host block
+ * (timestep rows, the sinusoids and RoPE tables before upload, the on-the-fly LoRA scratch). Start from
+ * { 0 }; the first forward ties it to its backend. Free with wan_dit_ws_free before that backend. Used by one
+ * thread at a time. */
+typedef struct wan_dit_ws {
+    struct wan_backend *be;           /* owner of mem (NULL until the first forward)               */
+    void *mem;                        /* backend memory, cap bytes                                  */
+    size_t cap;
+    void *host;                       /* host memory, host_cap bytes                                */
+    size_t host_cap;
+    int grows;                        /* allocations made so far (tests and benches check reuse)    */
+} wan_dit_ws;
+
+void wan_dit_ws_free(wan_dit_ws *ws); /* NULL or empty allowed; leaves *ws empty */
+
+/* One sample on backend `be`: x [Cin, T, Hl, Wl] → out [Cout, T, Hl, Wl] (f32). x, ctx [Lt, text_dim] and out
+ * are backend memory (host memory for "cpu"); t is host memory: one timestep (per_token 0) or one per token
+ * (per_token 1, L = (T/pt)·(Hl/ph)·(Wl/pw) values in token order). The weights of `dit` must be in be's
+ * memory (the mapped ones for "cpu", wan_dit_upload's otherwise); on-the-fly LoRA terms need a host backend
+ * (else WAN_ERR_UNSUPPORTED). T, Hl, Wl must be multiples of the patch. Activations come from *ws (grown as
+ * needed); the call waits for the backend (be->sync) and returns its error. probe may be NULL (on a device
+ * backend each probed tensor is downloaded into a temporary host buffer). */
+wan_status wan_dit_forward_ws(const wan_dit *dit, struct wan_backend *be, wan_dit_ws *ws, const float *x, int T,
+                              int Hl, int Wl, const float *t, int per_token, const float *ctx, int64_t Lt, float *out,
+                              const wan_dit_probe *probe, wan_error *err);
+
+/* wan_dit_forward_ws on the CPU with n_threads threads and a workspace of its own, released before returning
+ * (for tests and one-off calls). All pointers are host memory. */
 wan_status wan_dit_forward(const wan_dit *dit, const float *x, int T, int Hl, int Wl, const float *t, int per_token,
                            const float *ctx, int64_t Lt, float *out, int n_threads, const wan_dit_probe *probe,
                            wan_error *err);

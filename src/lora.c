@@ -845,6 +845,11 @@ done:
     return rc;
 }
 
+const wan_dit *wan_lora_request_dit(const wan_lora_request *q, int expert)
+{
+    return q && q->bound && q->expert == expert ? &q->dit : NULL;
+}
+
 wan_status wan_lora_forward(const wan_lora_request *q, const wan_model_t *model, int expert,
                             const wan_host_tensor *hidden_states, const wan_host_tensor *timestep,
                             const wan_host_tensor *encoder_hidden_states, wan_host_tensor *out_sample,

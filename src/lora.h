@@ -51,6 +51,10 @@ wan_status wan_lora_forward(const wan_lora_request *req, const wan_model_t *mode
                             const wan_host_tensor *encoder_hidden_states, wan_host_tensor *out_sample,
                             int n_threads, char *errbuf, size_t errlen);
 
+/* The bound expert's patched wan_dit when the request has adapters for `expert` (bound by
+ * wan_lora_request_bind), else NULL (run the plain model). Borrowed until the next bind or release. */
+const wan_dit *wan_lora_request_dit(const wan_lora_request *req, int expert);
+
 /* Frees the request, its binding and the adapters it loaded. NULL allowed. */
 void wan_lora_request_free(wan_lora_request *req);
 

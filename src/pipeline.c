@@ -2,8 +2,12 @@
  * guidance, de-normalisation, VAE decoding and post-processing to uint8 frames. */
 #define _POSIX_C_SOURCE 200809L
 #include "core.h"
+#include "backend.h"
+#include "dit.h"
 #include "lora.h"
 #include "model_dir.h"
+#include "sampler.h"
+#include "vae.h"
 
 #include <math.h>
 #include <signal.h>
@@ -223,8 +227,21 @@ typedef struct loop_state {
     const wan_generate_params *p;
     const plan *pl;
     double t0;
-    double denoise_s;     /* seconds spent denoising so far */
     wan_lora_request *lora; /* the request's LoRA adapters (NULL: none), bound to the running expert */
+    wan_backend *be;        /* the transformer's and the sampler's compute backend (params.device)   */
+    wan_dit_ws ws;          /* the transformer's activations, reused by every step                  */
+    wan_dit own;            /* the running expert bound here (when no LoRA binding provides it)     */
+    bool own_bound;
+    wan_dit dev;            /* the running expert uploaded to a device backend                      */
+    bool uploaded;
+    const wan_dit *dit;     /* the running expert, in the backend's memory                          */
+    /* backend memory: the latents (on "cpu" the host latents themselves), the model output of the
+     * conditional and unconditional passes, and the prompt embeddings (on "cpu" the caller's) */
+    float *x, *v, *u;
+    const float *pe, *ne;
+    float *pe_dev, *ne_dev;
+    int64_t pe_rows, ne_rows;
+    float *tbuf;            /* host: the timestep of every token                                    */
 } loop_state;
 
 static int report(loop_state *ls, wan_stage stage, int step, int n, int expert, double step_s, double eta_s)
@@ -235,61 +252,175 @@ static int report(loop_state *ls, wan_stage stage, int step, int n, int expert, 
     return ls->p->progress(&pr, ls->p->progress_user);
 }
 
-/* guided = uncond + g * (cond - uncond), in that order (diffusers: three float32 ops, no FMA). Threads
- * only for large latents: a team per call costs more than small ones take. */
-static void guide(float *cond, const float *uncond, float g, int64_t n)
+/* Creates the compute backend of params.device before any work, so that a bad or unavailable device fails
+ * first. */
+static wan_status open_backend(loop_state *ls)
 {
-#pragma omp parallel for schedule(static) if (n >= (1 << 18))
-    for (int64_t i = 0; i < n; i++)
-        cond[i] = uncond[i] + g * (cond[i] - uncond[i]);
+    wan_ctx_t *ctx = ls->ctx;
+    const wan_generate_params *p = ls->p;
+    wan_status rc = wan_backend_for_device(p->device, ls->pl->n_threads, &ls->be, &ctx->err);
+    if (rc != WAN_OK)
+        return wan_err_wrap(&ctx->err, "device \"%s\": ", p->device && *p->device ? p->device : "cpu");
+    if (!ls->be->host_memory && p->n_loras > 0 && p->lora_mode == WAN_LORA_RUNTIME)
+        return wan_err(&ctx->err, WAN_ERR_UNSUPPORTED, "device \"%s\": on-the-fly LoRA (lora_mode runtime) runs "
+                       "on the CPU only; merge the adapters (WAN_LORA_MERGE, --lora-mode merge)", p->device);
+    if (!ls->be->host_memory)
+        wan_log_info("transformer and sampler on %s (%s)", ls->be->name, ls->be->device);
+    return WAN_OK;
 }
 
-/* One model evaluation (cond, and uncond when the stage guides) for timestep t into v. */
-static wan_status predict(loop_state *ls, int expert, float t, float *x, float *tbuf, const wan_host_tensor *pe,
-                          const wan_host_tensor *ne, float g, wan_host_tensor *v)
+/* The loop's buffers in backend memory: latents (uploaded from the host's x), the two model outputs and the
+ * prompt embeddings (uploaded once). On a host backend x and the embeddings are used in place. */
+static wan_status stage_inputs(loop_state *ls, float *x, const wan_host_tensor *pe, const wan_host_tensor *ne)
+{
+    wan_backend *be = ls->be;
+    const plan *pl = ls->pl;
+    const size_t nb = sizeof(float) * (size_t)pl->n;
+    ls->pe_rows = pe->shape[1];
+    ls->ne_rows = pl->do_cfg ? ne->shape[1] : 0;
+    const size_t pb = sizeof(float) * (size_t)(ls->pe_rows * pe->shape[2]);
+    const size_t qb = pl->do_cfg ? sizeof(float) * (size_t)(ls->ne_rows * ne->shape[2]) : 0;
+    ls->tbuf = wan_malloc(sizeof(float) * (size_t)pl->tokens);
+    if (!ls->tbuf)
+        return wan_err(&ls->ctx->err, WAN_ERR_NOMEM, "out of memory for the timestep vector");
+    ls->v = be->alloc(be, nb);
+    ls->u = pl->do_cfg ? be->alloc(be, nb) : NULL;
+    if (be->host_memory) {
+        ls->x = x;
+        ls->pe = pe->data;
+        ls->ne = pl->do_cfg ? ne->data : NULL;
+    } else {
+        ls->x = be->alloc(be, nb);
+        ls->pe = ls->pe_dev = be->alloc(be, pb);
+        ls->ne = ls->ne_dev = pl->do_cfg ? be->alloc(be, qb) : NULL;
+        if (be->err.code == WAN_OK) {
+            be->upload(be, ls->x, x, nb);
+            be->upload(be, ls->pe_dev, pe->data, pb);
+            if (pl->do_cfg)
+                be->upload(be, ls->ne_dev, ne->data, qb);
+        }
+    }
+    wan_status rc = be->sync(be, &ls->ctx->err);
+    return rc == WAN_OK ? WAN_OK : wan_err_wrap(&ls->ctx->err, "latents and prompt embeddings on %s: ", be->name);
+}
+
+/* Lets the running expert go: the device copy, then the host binding. */
+static void drop_expert(loop_state *ls)
+{
+    if (ls->uploaded)
+        wan_dit_release(ls->be, &ls->dev);
+    if (ls->own_bound)
+        wan_dit_free(&ls->own);
+    ls->uploaded = ls->own_bound = false;
+    ls->dit = NULL;
+}
+
+/* Makes `expert` the running one: binds the request's adapters for it (or the plain weights) and, on a device
+ * backend, uploads it after releasing the previous one (one expert resident at a time). */
+static wan_status use_expert(loop_state *ls, int expert)
+{
+    wan_ctx_t *ctx = ls->ctx;
+    const wan_model_t *m = ctx->model;
+    const wan_component c = expert ? WAN_COMPONENT_TRANSFORMER_2 : WAN_COMPONENT_TRANSFORMER;
+    drop_expert(ls);
+    wan_status rc = wan_lora_request_bind(ls->lora, expert, &ctx->err);
+    if (rc != WAN_OK)
+        return rc;
+    const wan_dit *src = wan_lora_request_dit(ls->lora, expert);
+    if (!src) {
+        const wan_st_set *w = wan_model_weights(m, c);
+        const wan_transformer_config *cfg = wan_model_transformer_config(m, expert);
+        if (!w || !cfg)
+            return wan_err(&ctx->err, WAN_ERR_NOT_FOUND, "%s: the model has no %s", m->path,
+                           expert ? "transformer_2 (low-noise expert)" : "transformer");
+        if ((rc = wan_dit_init(&ls->own, w, cfg, &ctx->err)) != WAN_OK)
+            return wan_err_wrap(&ctx->err, "transformer%s: ", expert ? "_2" : "");
+        ls->own_bound = true;
+        src = &ls->own;
+    }
+    if (ls->be->host_memory) { /* the mapped weights in place */
+        ls->dit = src;
+        return WAN_OK;
+    }
+    rc = wan_dit_upload(src, ls->be, &ls->dev, &ctx->err);
+    if (ls->own_bound) /* its vectors were copied to the device */
+        wan_dit_free(&ls->own);
+    ls->own_bound = false;
+    if (rc != WAN_OK)
+        return wan_err_wrap(&ctx->err, "transformer%s: ", expert ? "_2" : "");
+    ls->uploaded = true;
+    ls->dit = &ls->dev;
+    wan_lora_request_release(ls->lora); /* merged copies, if any, live on the device now */
+    wan_model_release_component(m, c);  /* the host pages were only read for the upload */
+    return WAN_OK;
+}
+
+/* Frees the loop's buffers (the expert, the workspace, the latents and embeddings in backend memory) once the
+ * loop is over, so that the decode does not run beside them; the backend stays. */
+static void loop_buffers_free(loop_state *ls)
+{
+    drop_expert(ls);
+    wan_free(ls->tbuf);
+    ls->tbuf = NULL;
+    if (!ls->be)
+        return;
+    wan_backend *be = ls->be;
+    wan_dit_ws_free(&ls->ws);
+    be->free(be, ls->v);
+    be->free(be, ls->u);
+    if (!be->host_memory)
+        be->free(be, ls->x);
+    be->free(be, ls->pe_dev);
+    be->free(be, ls->ne_dev);
+    ls->x = ls->v = ls->u = ls->pe_dev = ls->ne_dev = NULL;
+    ls->pe = ls->ne = NULL;
+}
+
+/* Frees the loop's buffers, then the backend (the scheduler, whose history lives there too, is freed first). */
+static void loop_free(loop_state *ls)
+{
+    loop_buffers_free(ls);
+    wan_backend_free(ls->be);
+    ls->be = NULL;
+}
+
+/* One model evaluation (cond, and uncond when the stage guides) for timestep t into ls->v. */
+static wan_status predict(loop_state *ls, int expert, float t, float g)
 {
     const plan *pl = ls->pl;
     wan_ctx_t *ctx = ls->ctx;
     const wan_model_t *m = ctx->model;
-    wan_host_tensor xt = { .name = "hidden_states", .dtype = WAN_DTYPE_F32, .ndim = 5, .data = x };
-    memcpy(xt.shape, pl->shape, sizeof pl->shape);
     /* expand_timesteps: one timestep per token (all equal for text-to-video), else one per sample */
-    int64_t nt = m->pipe.expand_timesteps ? pl->tokens : 1;
-    for (int64_t i = 0; i < nt; i++)
-        tbuf[i] = t;
-    wan_host_tensor tt = { .name = "timestep", .dtype = WAN_DTYPE_F32, .ndim = m->pipe.expand_timesteps ? 2 : 1,
-                           .shape = { 1, nt }, .data = tbuf };
-    if (!m->pipe.expand_timesteps)
-        tt.shape[0] = 1;
-    char msg[WAN_ERRMSG_MAX];
-    wan_status rc = wan_lora_forward(ls->lora, m, expert, &xt, &tt, pe, v, pl->n_threads, msg, sizeof msg);
+    const int per_token = m->pipe.expand_timesteps;
+    for (int64_t i = 0; i < (per_token ? pl->tokens : 1); i++)
+        ls->tbuf[i] = t;
+    const int T = (int)pl->shape[2], H = (int)pl->shape[3], W = (int)pl->shape[4];
+    wan_status rc = wan_dit_forward_ws(ls->dit, ls->be, &ls->ws, ls->x, T, H, W, ls->tbuf, per_token, ls->pe,
+                                       ls->pe_rows, ls->v, NULL, &ctx->err);
     if (rc != WAN_OK)
-        return wan_err(&ctx->err, rc, "transformer%s at t=%g: %s", expert ? "_2" : "", t, msg);
+        return wan_err_wrap(&ctx->err, "transformer%s at t=%g: ", expert ? "_2" : "", t);
     if (!pl->do_cfg || g == 1.0f) /* a scale of exactly 1 makes the unconditional pass a no-op */
         return WAN_OK;
     if (ctx->cancel)
         return wan_err(&ctx->err, WAN_ERR_CANCELLED, "cancelled");
-    wan_host_tensor u = { 0 };
-    rc = wan_lora_forward(ls->lora, m, expert, &xt, &tt, ne, &u, pl->n_threads, msg, sizeof msg);
+    rc = wan_dit_forward_ws(ls->dit, ls->be, &ls->ws, ls->x, T, H, W, ls->tbuf, per_token, ls->ne, ls->ne_rows,
+                            ls->u, NULL, &ctx->err);
     if (rc != WAN_OK)
-        return wan_err(&ctx->err, rc, "transformer%s (unconditional) at t=%g: %s", expert ? "_2" : "", t, msg);
-    guide(v->data, u.data, g, pl->n);
-    wan_host_tensor_free(&u);
+        return wan_err_wrap(&ctx->err, "transformer%s (unconditional) at t=%g: ", expert ? "_2" : "", t);
+    /* guided = uncond + g * (cond - uncond): three float32 ops in this order (diffusers), no FMA */
+    ls->be->guide(ls->be, ls->v, ls->u, g, pl->n);
     return WAN_OK;
 }
 
-/* The sampler loop over x (in place). */
-static wan_status denoise(loop_state *ls, wan_scheduler_t *s, float *x, const wan_host_tensor *pe,
-                          const wan_host_tensor *ne, wan_video *out)
+/* The sampler loop over ls->x (in place); xh is the host latents, refreshed for the on_step callback. */
+static wan_status denoise(loop_state *ls, wan_scheduler_t *s, float *xh, wan_video *out)
 {
     wan_ctx_t *ctx = ls->ctx;
     const plan *pl = ls->pl;
     const wan_model_t *m = ctx->model;
+    wan_backend *be = ls->be;
     int N = wan_scheduler_num_steps(s);
     const float *ts = wan_scheduler_timesteps(s), *sig = wan_scheduler_sigmas(s);
-    float *tbuf = wan_malloc(sizeof(float) * (size_t)pl->tokens);
-    if (!tbuf)
-        return wan_err(&ctx->err, WAN_ERR_NOMEM, "out of memory for the timestep vector");
     wan_status rc = WAN_OK;
     int prev_expert = -1;
     double t_start = now_s();
@@ -301,35 +432,39 @@ static wan_status denoise(loop_state *ls, wan_scheduler_t *s, float *x, const wa
         int expert = (pl->two_experts && ts[i] < (float)pl->boundary) ? 1 : 0;
         if (prev_expert == 0 && expert == 1) /* the high-noise expert is done: let its pages go */
             wan_model_release_component(m, WAN_COMPONENT_TRANSFORMER);
-        if (expert != prev_expert && (rc = wan_lora_request_bind(ls->lora, expert, &ctx->err)) != WAN_OK)
+        if (expert != prev_expert && (rc = use_expert(ls, expert)) != WAN_OK)
             break;
         prev_expert = expert;
         out->n_high_steps += pl->two_experts && expert == 0;
         float g = (float)(expert ? pl->cfg2 : pl->cfg);
-        wan_host_tensor v = { 0 };
-        rc = predict(ls, expert, ts[i], x, tbuf, pe, ne, g, &v);
-        if (rc != WAN_OK) {
-            wan_host_tensor_free(&v); /* the conditional pass may have filled it */
+        if ((rc = predict(ls, expert, ts[i], g)) != WAN_OK)
+            break;
+        wan_error e = { 0 };
+        if ((rc = wan_scheduler_step_be(s, be, ls->v, ls->x, ls->x, (size_t)pl->n, &e)) != WAN_OK) {
+            wan_err(&ctx->err, rc, "sampler step %d: %s", i, e.msg);
             break;
         }
-        char msg[WAN_ERRMSG_MAX];
-        rc = wan_scheduler_step(s, v.data, x, x, (size_t)pl->n, msg, sizeof msg);
-        wan_host_tensor_free(&v);
-        if (rc != WAN_OK) {
-            wan_err(&ctx->err, rc, "sampler step %d: %s", i, msg);
-            break;
+        if (ls->p->on_step) {
+            if (!be->host_memory) {
+                be->download(be, xh, ls->x, sizeof(float) * (size_t)pl->n);
+                if ((rc = be->sync(be, &ctx->err)) != WAN_OK)
+                    break;
+            }
+            ls->p->on_step(i, ts[i], sig[i + 1], xh, pl->n, ls->p->step_user);
         }
-        if (ls->p->on_step)
-            ls->p->on_step(i, ts[i], sig[i + 1], x, pl->n, ls->p->step_user);
         double step_s = (now_s() - t_start) / (i + 1);
         if (report(ls, WAN_STAGE_DENOISE, i + 1, N, expert, step_s, step_s * (N - i - 1)))
             rc = wan_err(&ctx->err, WAN_ERR_CANCELLED, "cancelled by the progress callback after step %d", i + 1);
     }
+    if (rc == WAN_OK && !be->host_memory) { /* the final latents come back for the decode */
+        be->download(be, xh, ls->x, sizeof(float) * (size_t)pl->n);
+        rc = be->sync(be, &ctx->err);
+    }
+    loop_buffers_free(ls);
     if (pl->two_experts)
         wan_model_release_component(m, WAN_COMPONENT_TRANSFORMER_2);
     wan_model_release_component(m, WAN_COMPONENT_TRANSFORMER);
     wan_lora_request_release(ls->lora);
-    wan_free(tbuf);
     return rc;
 }
 
@@ -394,15 +529,16 @@ static wan_status decode(loop_state *ls, const float *x, wan_video *out)
     vp.n_threads = pl->n_threads;
     vp.progress = decode_progress;
     vp.progress_user = ls;
-    char msg[WAN_ERRMSG_MAX];
-    wan_status rc = wan_vae_decode_frames(ctx->model, &zt, &vp, on_frame, &d, msg, sizeof msg);
+    wan_error verr = { 0 };
+    /* the generation's backend: the VAE runs where the transformer ran (the CPU table on "cpu") */
+    wan_status rc = wan_vae_decode_be(ctx->model, ls->be, &zt, &vp, on_frame, &d, &verr);
     wan_free(z);
     if (d.rc != WAN_OK)
         return d.rc;
     if (rc == WAN_ERR_CANCELLED)
         return wan_err(&ctx->err, rc, "cancelled while decoding");
     if (rc != WAN_OK)
-        return wan_err(&ctx->err, rc, "VAE decode: %s", msg);
+        return wan_err(&ctx->err, rc, "VAE decode: %s", verr.msg);
     wan_model_release_component(ctx->model, WAN_COMPONENT_VAE);
     return WAN_OK;
 }
@@ -460,12 +596,14 @@ wan_status wan_generate(wan_ctx_t *ctx, const wan_generate_params *p, wan_video 
     wan_status rc = make_plan(ctx->model, p, &pl, &ctx->err);
     if (rc != WAN_OK)
         return rc;
-    loop_state ls = { ctx, p, &pl, now_s(), 0, NULL };
+    loop_state ls = { .ctx = ctx, .p = p, .pl = &pl, .t0 = now_s() };
     wan_host_tensor pe = { 0 }, ne = { 0 };
     bool owned = false;
     wan_scheduler_t *s = NULL;
-    float *x = wan_malloc(sizeof(float) * (size_t)pl.n);
-    if (!x) {
+    float *x = NULL; /* the host latents */
+    if ((rc = open_backend(&ls)) != WAN_OK)
+        goto done;
+    if (!(x = wan_malloc(sizeof(float) * (size_t)pl.n))) {
         rc = wan_err(&ctx->err, WAN_ERR_NOMEM, "out of memory for the latents");
         goto done;
     }
@@ -487,10 +625,12 @@ wan_status wan_generate(wan_ctx_t *ctx, const wan_generate_params *p, wan_video 
         goto done;
     }
     t = now_s();
-    if ((rc = denoise(&ls, s, x, &pe, &ne, out)) != WAN_OK)
+    if ((rc = stage_inputs(&ls, x, &pe, &ne)) != WAN_OK || (rc = denoise(&ls, s, x, out)) != WAN_OK)
         goto done;
     out->seconds_denoise = now_s() - t;
     t = now_s();
+    /* The VAE decodes on the generation's backend from the host latents x (denoise downloaded them from a
+     * device backend and freed the loop's device buffers, so the decode has the device memory to itself). */
     if ((rc = decode(&ls, x, out)) != WAN_OK)
         goto done;
     out->seconds_decode = now_s() - t;
@@ -509,7 +649,8 @@ done:
         wan_host_tensor_free(&pe);
         wan_host_tensor_free(&ne);
     }
-    wan_scheduler_free(s);
+    wan_scheduler_free(s); /* before the backend: the sampler's history lives in its memory */
+    loop_free(&ls);
     wan_lora_request_free(ls.lora);
     wan_free(x);
     out->peak_bytes = wan_mem_peak();

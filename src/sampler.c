@@ -10,9 +10,14 @@
  * h = lambda_t - lambda_s magnifies that to ~1e-7..1e-6 in a step's output (docs/MODEL.md,
  * "Schedulers").
  *
+ * Each step is split in two: the per-step scalars, computed here on the host into a wan_sampler_update, and
+ * the element loop, which is the backend's sampler_update (backend_cpu.c holds the CPU loop; the CUDA one
+ * is the same sequence of explicitly rounded operations).
+ *
  * Needs -std=c11 (no implicit a*b+c contraction) and no -ffast-math (the last step relies on
  * log(0) = -inf). */
 #include "sampler.h"
+#include "backend.h"
 #include "torch_math.h"
 
 #include <math.h>
@@ -157,10 +162,13 @@ wan_scheduler_params wan_scheduler_default_params(void)
 
 static void free_state(wan_scheduler_t *s)
 {
-    wan_free(s->m1);
-    wan_free(s->m2);
-    wan_free(s->x_last);
+    if (s->hist_be) {
+        s->hist_be->free(s->hist_be, s->m1);
+        s->hist_be->free(s->hist_be, s->m2);
+        s->hist_be->free(s->hist_be, s->x_last);
+    }
     s->m1 = s->m2 = s->x_last = NULL;
+    s->hist_be = NULL;
     s->n = 0;
 }
 
@@ -169,6 +177,7 @@ void wan_scheduler_free(wan_scheduler_t *s)
     if (!s)
         return;
     free_state(s);
+    wan_backend_free(s->cpu);
     wan_free(s->timesteps);
     wan_free(s->sigmas);
     wan_free(s->no_corrector);
@@ -313,139 +322,127 @@ static unipc_coef unipc_coefs(float sigma_t, float sigma_s0, float sigma_s1, int
 
 /* ---- step ------------------------------------------------------------------------------------- */
 
-static wan_status ensure_state(wan_scheduler_t *s, size_t n, wan_error *err)
+/* Makes the history buffers (n floats each, in be's memory) ready for the next step. */
+static wan_status ensure_state(wan_scheduler_t *s, wan_backend *be, size_t n, wan_error *err)
 {
-    if (s->step_index > 0 && s->n == n)
+    if (s->step_index > 0 && s->n == n && s->hist_be == be)
         return WAN_OK;
-    if (s->step_index > 0)
-        return wan_err(err, WAN_ERR_INVALID_ARG,
-                       "scheduler step %d: sample has %zu elements, earlier steps had %zu",
+    if (s->step_index > 0 && s->n != n)
+        return wan_err(err, WAN_ERR_INVALID_ARG, "scheduler step %d: sample has %zu elements, earlier steps had %zu",
                        s->step_index, n, s->n);
-    if (s->n == n && (s->kind == WAN_SCHEDULER_EULER || s->m1))
+    if (s->step_index > 0)
+        return wan_err(err, WAN_ERR_INVALID_ARG, "scheduler step %d: the earlier steps ran on another backend "
+                       "(reset the scheduler to change it)", s->step_index);
+    if (s->n == n && s->hist_be == be && (s->kind == WAN_SCHEDULER_EULER || s->m1))
         return WAN_OK;
     free_state(s);
+    s->hist_be = be;
     if (s->kind == WAN_SCHEDULER_EULER) {
         s->n = n;
         return WAN_OK;
     }
-    s->m1 = wan_malloc(n * sizeof(float));
-    s->m2 = wan_malloc(n * sizeof(float));
-    s->x_last = s->kind == WAN_SCHEDULER_UNIPC ? wan_malloc(n * sizeof(float)) : NULL;
+    s->m1 = be->alloc(be, n * sizeof(float));
+    s->m2 = be->alloc(be, n * sizeof(float));
+    s->x_last = s->kind == WAN_SCHEDULER_UNIPC ? be->alloc(be, n * sizeof(float)) : NULL;
     if (!s->m1 || !s->m2 || (s->kind == WAN_SCHEDULER_UNIPC && !s->x_last)) {
         free_state(s);
-        return wan_err(err, WAN_ERR_NOMEM, "scheduler: out of memory for %zu-element history", n);
+        wan_error e = { 0 };
+        be->sync(be, &e);
+        return wan_err(err, WAN_ERR_NOMEM, "scheduler: out of memory for %zu-element history (%s)", n, e.msg);
     }
     s->n = n;
     return WAN_OK;
 }
 
-/* One UniPC step (bh1/bh2, predict_x0, flow sigmas). Reads x[k], v[k] before writing out[k], so
- * out may alias either. */
-static void step_unipc(wan_scheduler_t *s, const float *v, const float *x, float *out, size_t n)
+/* The coefficients of one UniPC step (bh1/bh2, predict_x0, flow sigmas). */
+static wan_sampler_update coef_unipc(const wan_scheduler_t *s)
 {
     const int i = s->step_index, N = s->n_steps;
     const float *sg = s->sigmas;
-    const float sigma = sg[i];
-    const int corr = i > 0 && !s->no_corrector[i - 1] && s->have_last;
-    unipc_coef kc = { 0 };
-    if (corr)
-        kc = unipc_coefs(sg[i], sg[i - 1], s->last_order == 2 ? sg[i - 2] : 0.0f, s->last_order,
-                         s->bh1, 1);
+    wan_sampler_update u = { .kind = WAN_UPDATE_UNIPC, .sigma = sg[i] };
+    u.corr = i > 0 && !s->no_corrector[i - 1] && s->have_last;
+    if (u.corr) { /* UniC: redo the step i-1 -> i from x_last with the new evaluation */
+        unipc_coef kc = unipc_coefs(sg[i], sg[i - 1], s->last_order == 2 ? sg[i - 2] : 0.0f, s->last_order,
+                                    s->bh1, 1);
+        u.ccx = kc.cx, u.ccm = kc.cm, u.ccb = kc.cb, u.crk = kc.rk, u.rho0 = kc.rho0, u.rho1 = kc.rho1;
+    }
     int order = s->lower_order_final && N - i < s->order ? N - i : s->order;
     if (order > s->lower_order_nums + 1)
         order = s->lower_order_nums + 1;
     /* Last step to sigma = 0: lambda = +inf and the update is exactly the x0 prediction; taken
      * literally an order-2 update there would divide by r = -0 (NaN), so it is forced to order 1. */
-    const int to_zero = sg[i + 1] == 0.0f;
-    if (to_zero)
+    u.to_zero = sg[i + 1] == 0.0f;
+    if (u.to_zero)
         order = 1;
-    unipc_coef kp = { 0 };
-    if (!to_zero)
-        kp = unipc_coefs(sg[i + 1], sigma, order == 2 ? sg[i - 1] : 0.0f, order, s->bh1, 0);
-    const int last_order = s->last_order;
-    float *m1 = s->m1, *m2 = s->m2, *xl = s->x_last;
-
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t k = 0; k < n; k++) {
-        float m = x[k] - sigma * v[k]; /* x0 prediction from the uncorrected sample */
-        float xc = x[k];
-        if (corr) { /* UniC: redo the step i-1 -> i from x_last with the new evaluation */
-            float base = kc.cx * xl[k] - kc.cm * m1[k];
-            float d1t = m - m1[k];
-            float res = kc.rho1 * d1t;
-            if (last_order == 2)
-                res = kc.rho0 * ((m2[k] - m1[k]) / kc.rk) + res;
-            xc = base - kc.cb * res;
-        }
-        float p;
-        if (to_zero) {
-            p = m;
-        } else {
-            p = kp.cx * xc - kp.cm * m;
-            if (order == 2)
-                p = p - kp.cb * (0.5f * ((m1[k] - m) / kp.rk));
-        }
-        m2[k] = m1[k]; /* history: m[-2] <- m[-1], m[-1] <- m */
-        m1[k] = m;
-        xl[k] = xc;
-        out[k] = p;
+    if (!u.to_zero) {
+        unipc_coef kp = unipc_coefs(sg[i + 1], u.sigma, order == 2 ? sg[i - 1] : 0.0f, order, s->bh1, 0);
+        u.cx = kp.cx, u.cm = kp.cm, u.cb = kp.cb, u.rk = kp.rk;
     }
-    s->last_order = order;
-    s->have_last = 1;
+    u.order = order;
+    u.last_order = s->last_order;
+    return u;
 }
 
-/* One DPM-Solver++ step (midpoint, order <= 2, flow sigmas, final sigma zero). */
-static void step_dpm(wan_scheduler_t *s, const float *v, const float *x, float *out, size_t n)
+/* The coefficients of one DPM-Solver++ step (midpoint, order <= 2, flow sigmas, final sigma zero). */
+static wan_sampler_update coef_dpm(const wan_scheduler_t *s)
 {
     const int i = s->step_index, N = s->n_steps;
     const float *sg = s->sigmas;
-    const float sigma = sg[i];
+    wan_sampler_update u = { .kind = WAN_UPDATE_DPM, .sigma = sg[i] };
     /* diffusers: order 1 on the first step, on the last step (final sigma zero) and for
      * solver_order 1; order 2 otherwise */
-    int order = s->order;
+    u.order = s->order;
     if (s->lower_order_nums < 1 || i == N - 1)
-        order = 1;
-    const int to_zero = sg[i + 1] == 0.0f;
-    if (to_zero)
-        order = 1;
-    float cx = 0.0f, cm = 0.0f, cd = 0.0f, inv_r0 = 0.0f;
-    if (!to_zero) {
+        u.order = 1;
+    u.to_zero = sg[i + 1] == 0.0f;
+    if (u.to_zero)
+        u.order = 1;
+    if (!u.to_zero) {
         float alpha_t = 1.0f - sg[i + 1];
-        float lambda_s0 = lambda_of(sigma);
+        float lambda_s0 = lambda_of(u.sigma);
         float h = lambda_of(sg[i + 1]) - lambda_s0;
-        cx = sg[i + 1] / sigma;
-        cm = alpha_t * (expf_cr(-h) - 1.0f);
-        if (order == 2) {
+        u.cx = sg[i + 1] / u.sigma;
+        u.cm = alpha_t * (expf_cr(-h) - 1.0f);
+        if (u.order == 2) {
             float r0 = (lambda_s0 - lambda_of(sg[i - 1])) / h;
-            inv_r0 = 1.0f / r0;
-            cd = 0.5f * cm;
+            u.inv_r0 = 1.0f / r0;
+            u.cd = 0.5f * u.cm;
         }
     }
-    float *m1 = s->m1, *m2 = s->m2;
-
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t k = 0; k < n; k++) {
-        float m = x[k] - sigma * v[k];
-        float p;
-        if (to_zero) {
-            p = m;
-        } else {
-            p = cx * x[k] - cm * m;
-            if (order == 2)
-                p = p - cd * (inv_r0 * (m - m1[k]));
-        }
-        m2[k] = m1[k];
-        m1[k] = m;
-        out[k] = p;
-    }
+    return u;
 }
 
-static void step_euler(wan_scheduler_t *s, const float *v, const float *x, float *out, size_t n)
+static wan_sampler_update coef_euler(const wan_scheduler_t *s)
 {
-    const float dt = s->sigmas[s->step_index + 1] - s->sigmas[s->step_index];
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t k = 0; k < n; k++)
-        out[k] = x[k] + dt * v[k];
+    return (wan_sampler_update){ .kind = WAN_UPDATE_EULER,
+                                 .dt = s->sigmas[s->step_index + 1] - s->sigmas[s->step_index] };
+}
+
+wan_status wan_scheduler_step_be(wan_scheduler_t *s, wan_backend *be, const float *model_output,
+                                 const float *sample, float *prev_sample, size_t n, wan_error *err)
+{
+    if (!s || !be || (n > 0 && (!model_output || !sample || !prev_sample)))
+        return wan_err(err, WAN_ERR_INVALID_ARG, "wan_scheduler_step: NULL argument");
+    if (s->step_index >= s->n_steps)
+        return wan_err(err, WAN_ERR_INVALID_ARG,
+                       "wan_scheduler_step: all %d steps are done (wan_scheduler_reset starts over)", s->n_steps);
+    wan_status rc = ensure_state(s, be, n, err);
+    if (rc != WAN_OK)
+        return rc;
+    const wan_sampler_update u = s->kind == WAN_SCHEDULER_UNIPC ? coef_unipc(s)
+                                 : s->kind == WAN_SCHEDULER_DPMPP ? coef_dpm(s)
+                                                                  : coef_euler(s);
+    be->sampler_update(be, &u, model_output, sample, prev_sample, s->m1, s->m2, s->x_last, (int64_t)n);
+    if ((rc = be->sync(be, err)) != WAN_OK)
+        return wan_err_wrap(err, "scheduler step %d: ", s->step_index);
+    if (s->kind == WAN_SCHEDULER_UNIPC) { /* the next corrector redoes this predictor */
+        s->last_order = u.order;
+        s->have_last = 1;
+    }
+    if (s->lower_order_nums < s->order)
+        s->lower_order_nums++;
+    s->step_index++;
+    return WAN_OK;
 }
 
 wan_status wan_scheduler_step(wan_scheduler_t *s, const float *model_output, const float *sample,
@@ -453,30 +450,11 @@ wan_status wan_scheduler_step(wan_scheduler_t *s, const float *model_output, con
 {
     wan_error err = { 0 };
     wan_status rc = WAN_OK;
-    if (!s || (n > 0 && (!model_output || !sample || !prev_sample))) {
-        rc = wan_err(&err, WAN_ERR_INVALID_ARG, "wan_scheduler_step: NULL argument");
-        goto fail;
-    }
-    if (s->step_index >= s->n_steps) {
-        rc = wan_err(&err, WAN_ERR_INVALID_ARG,
-                     "wan_scheduler_step: all %d steps are done (wan_scheduler_reset starts over)",
-                     s->n_steps);
-        goto fail;
-    }
-    rc = ensure_state(s, n, &err);
+    if (s && !s->cpu)
+        rc = wan_backend_cpu_create(0, &s->cpu, &err);
+    if (rc == WAN_OK)
+        rc = wan_scheduler_step_be(s, s ? s->cpu : NULL, model_output, sample, prev_sample, n, &err);
     if (rc != WAN_OK)
-        goto fail;
-    if (s->kind == WAN_SCHEDULER_UNIPC)
-        step_unipc(s, model_output, sample, prev_sample, n);
-    else if (s->kind == WAN_SCHEDULER_DPMPP)
-        step_dpm(s, model_output, sample, prev_sample, n);
-    else
-        step_euler(s, model_output, sample, prev_sample, n);
-    if (s->lower_order_nums < s->order)
-        s->lower_order_nums++;
-    s->step_index++;
-    return WAN_OK;
-fail:
-    wan_err_copy(&err, errbuf, errlen);
+        wan_err_copy(&err, errbuf, errlen);
     return rc;
 }

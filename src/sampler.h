@@ -7,6 +7,8 @@
 
 #include "core.h"
 
+struct wan_backend;
+
 #define WAN_SCHED_MAX_STEPS 10000
 
 struct wan_scheduler {
@@ -28,6 +30,8 @@ struct wan_scheduler {
     float *m1, *m2;         /* x0 predictions of the last and second-to-last step [n]         */
     float *x_last;          /* UniPC: the sample the last predictor started from [n]           */
     int have_last;
+    struct wan_backend *hist_be; /* the backend whose memory holds m1, m2, x_last (NULL: none yet) */
+    struct wan_backend *cpu;     /* owned: the "cpu" table of wan_scheduler_step (made on first use) */
 };
 
 /* Builds the reference's timestep and sigma grid for `kind` (arrays of N and N+1 floats) without
@@ -35,5 +39,14 @@ struct wan_scheduler {
  * flow-matching family. */
 wan_status wan_scheduler_grid(const wan_scheduler_config *cfg, int n_steps, double shift,
                               float *timesteps, float *sigmas, wan_error *err);
+
+/* wan_scheduler_step on backend memory: model_output, sample and prev_sample are n floats of be's memory
+ * (prev_sample may alias either). The scheduler computes the step's coefficients on the host and be runs the
+ * element update (be->sampler_update), bit for bit the same on every backend. The history lives in be's
+ * memory, allocated on the first step; a run (from step 0) on another backend moves it there. The scheduler
+ * must be freed, or reset and stepped on another backend, before be is freed. Errors: those of
+ * wan_scheduler_step and the backend's (allocation, launch). */
+wan_status wan_scheduler_step_be(wan_scheduler_t *s, struct wan_backend *be, const float *model_output,
+                                 const float *sample, float *prev_sample, size_t n, wan_error *err);
 
 #endif /* WAN_SAMPLER_H */

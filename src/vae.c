@@ -5,13 +5,17 @@
  * frame 0, then 4 frames at a time. Activations are frame-major ([n][C][H][W], a frame is contiguous), so
  * a causal 3x3x3 convolution takes its three temporal taps as frame pointers into the cache and the chunk
  * without copying, and the upsampler's time_conv output [2C] per frame is already the doubled sequence
- * (channels [0,C) = the earlier frame). Buffers grow to the largest chunk on first use and are reused. */
+ * (channels [0,C) = the earlier frame). Buffers grow to the largest chunk on first use and are reused.
+ *
+ * Every op runs through a backend table (backend.h: "cpu" or "cuda", chosen by the caller at run time):
+ * activations, caches and prepared weights are backend memory, and the host only uploads each latent chunk
+ * (or video chunk) and downloads each chunk's result. */
 #include "vae.h"
+#include "backend.h"
 #include "cpu/conv3d.h"
 #include "cpu/gemm.h"
 #include "model_dir.h"
 
-#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
@@ -166,7 +170,7 @@ typedef struct vbuf {
     size_t cap; /* floats */
 } vbuf;
 
-/* The cache of one causal conv: up to 2 frames of its input (vae.md 4.2). */
+/* The cache of one causal conv: up to 2 frames of its input (vae.md 4.2), in backend memory. */
 typedef struct vae_slot {
     vbuf f;
     int m;      /* frames held */
@@ -179,21 +183,61 @@ typedef struct vae_act {
     int bi;
 } vae_act;
 
+/* One weight the plan uses, found by the dry pass: a conv kernel [cout, cin, kt, k, k] with its bias, or a
+ * norm's gamma [c] (kt = 0, cout = c). */
+typedef struct vae_wt {
+    char name[128];      /* "<prefix>.<stem>" */
+    wan_tensor w, b;     /* as stored (b: conv only) */
+    int cout, cin, kt, k;
+    const float *wd, *bd; /* f32 in backend memory: packed kernel [kt][cout][cin·k·k] (NULL: repacked on each use,
+                           * host backends only) and bias; a gamma in wd */
+} vae_wt;
+
 typedef struct vae_run {
+    wan_backend *be;
     const wan_st_set *ws;
     const vae_plan *plan;
     vae_slot *slots;
-    vbuf bufs[3], save, scratch, w, b, w2, b2, gamma, ss, attn;
+    vbuf bufs[3], save, attn; /* backend memory: activations, the shortcut input, qkv + attention output */
+    vbuf pack[2];             /* backend (= host) memory: kernels repacked on use                          */
+    vbuf stage;               /* host memory: uploads and downloads of a device backend                    */
+    vae_wt *wt;               /* the weights, in the order the dry pass met them                           */
+    int n_wt, cap_wt, wcur;   /* wcur: where the next lookup starts                                        */
+    float *wmem;              /* backend memory holding the prepared weights                               */
     vae_act saved;
     int dry;        /* check tensors only */
-    int nt;         /* threads for large work */
     wan_vae_debug_fn dbg;
     void *dbg_user;
     int chunk;
     wan_error *err;
 } vae_run;
 
+/* The backend's sticky error (synchronising first when `wait`) as the run's error; WAN_OK when none. */
+static wan_status be_status(vae_run *r, int wait)
+{
+    if (!wait && r->be->err.code == WAN_OK)
+        return WAN_OK;
+    wan_error e = { 0 };
+    wan_status rc = r->be->sync(r->be, &e);
+    return rc == WAN_OK ? WAN_OK : wan_err(r->err, rc, "VAE: %s", e.msg);
+}
+
+/* Backend buffer of at least n floats; contents are lost when it grows. */
 static float *ensure(vae_run *r, vbuf *v, size_t n)
+{
+    if (n <= v->cap)
+        return v->d;
+    r->be->free(r->be, v->d);
+    v->d = r->be->alloc(r->be, (n ? n : 1) * sizeof(float));
+    v->cap = v->d ? n : 0;
+    if (!v->d && be_status(r, 0) == WAN_OK)
+        wan_err(r->err, WAN_ERR_NOMEM, "VAE: out of memory allocating %zu MiB of activations",
+                n * sizeof(float) >> 20);
+    return v->d;
+}
+
+/* Host buffer of at least n floats. */
+static float *host_ensure(vae_run *r, vbuf *v, size_t n)
 {
     if (n <= v->cap)
         return v->d;
@@ -201,29 +245,66 @@ static float *ensure(vae_run *r, vbuf *v, size_t n)
     v->d = wan_malloc((n ? n : 1) * sizeof(float));
     v->cap = v->d ? n : 0;
     if (!v->d)
-        wan_err(r->err, WAN_ERR_NOMEM, "VAE: out of memory allocating %zu MiB of activations",
+        wan_err(r->err, WAN_ERR_NOMEM, "VAE: out of memory allocating %zu MiB of host memory",
                 n * sizeof(float) >> 20);
     return v->d;
 }
 
-static void run_free(vae_run *r)
+/* Where the host writes n floats bound for backend buffer dst: dst itself on a host backend, else the staging
+ * buffer that to_backend then uploads. NULL on failure. */
+static float *host_for(vae_run *r, float *dst, size_t n)
 {
-    for (int i = 0; r->slots && i < r->plan->n_slots; i++)
-        wan_free(r->slots[i].f.d);
-    wan_free(r->slots);
-    vbuf *all[] = { &r->bufs[0], &r->bufs[1], &r->bufs[2], &r->save, &r->scratch, &r->w, &r->b,
-                    &r->w2, &r->b2, &r->gamma, &r->ss, &r->attn };
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        wan_free(all[i]->d);
+    return r->be->host_memory ? dst : host_ensure(r, &r->stage, n);
 }
 
-static wan_status run_init(vae_run *r, const wan_st_set *ws, const vae_plan *plan, wan_error *err)
+static void to_backend(vae_run *r, float *dst, const float *src, size_t n)
+{
+    if (src != dst)
+        r->be->upload(r->be, dst, src, n * sizeof(float));
+}
+
+/* Host view of n floats of backend memory: src itself on a host backend, else a download into the staging
+ * buffer (valid until the next staging use). NULL on failure. */
+static float *to_host(vae_run *r, float *src, size_t n)
+{
+    if (r->be->host_memory)
+        return be_status(r, 0) == WAN_OK ? src : NULL;
+    float *h = host_ensure(r, &r->stage, n);
+    if (h)
+        r->be->download(r->be, h, src, n * sizeof(float));
+    return h && be_status(r, 0) == WAN_OK ? h : NULL;
+}
+
+static void run_free(vae_run *r)
+{
+    wan_backend *be = r->be;
+    for (int i = 0; r->slots && i < r->plan->n_slots; i++)
+        be->free(be, r->slots[i].f.d);
+    wan_free(r->slots);
+    vbuf *all[] = { &r->bufs[0], &r->bufs[1], &r->bufs[2], &r->save, &r->attn, &r->pack[0], &r->pack[1] };
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        be->free(be, all[i]->d);
+    be->free(be, r->wmem);
+    wan_free(r->stage.d);
+    wan_free(r->wt);
+    memset(r, 0, sizeof *r);
+}
+
+/* A plan op loads at most 5 weights (a residual block: two norms, two convs, the shortcut), plus the
+ * quant/post-quant conv. */
+static wan_status run_init(vae_run *r, wan_backend *be, const wan_st_set *ws, const vae_plan *plan,
+                           wan_error *err)
 {
     memset(r, 0, sizeof *r);
-    r->ws = ws, r->plan = plan, r->err = err;
+    r->be = be, r->ws = ws, r->plan = plan, r->err = err;
+    r->cap_wt = 5 * plan->n + 1;
     r->slots = wan_calloc((size_t)(plan->n_slots ? plan->n_slots : 1), sizeof *r->slots);
-    if (!r->slots)
+    r->wt = wan_calloc((size_t)r->cap_wt, sizeof *r->wt);
+    if (!r->slots || !r->wt) {
+        wan_free(r->slots), wan_free(r->wt);
+        r->slots = NULL, r->wt = NULL;
         return wan_err(err, WAN_ERR_NOMEM, "VAE: out of memory");
+    }
     return WAN_OK;
 }
 
@@ -244,96 +325,202 @@ static inline size_t act_fsize(const vae_act *a)
 }
 
 /* ---- weights ---------------------------------------------------------------------------------- */
+/* The dry pass before any work meets every weight (checking its name and shape) and records it; then
+ * weights_prepare converts the biases and gammas to f32 once, and the kernels to f32 [kt][cout][cin·k·k]:
+ * once, uploaded, on a device backend; on a host backend an F32 kernel with kt = 1 is already in that layout
+ * and is used in place, and the others (3D kernels, half precision) are repacked on each use into one
+ * layer's buffer, so that no f32 copy of the whole decoder (290 MB for Wan2.1) stays resident. */
 
 static wan_status get_tensor(vae_run *r, const char *prefix, const char *suffix, int ndim, const int64_t *shape,
                              wan_tensor *t)
 {
-    char name[128];
+    char name[160];
     snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", suffix);
     return wan_st_set_get(r->ws, name, ndim, shape, t, r->err);
 }
 
-static void tensor_to_f32(const wan_tensor *t, size_t n, float *dst)
+static void weight_name(char *buf, size_t len, const char *prefix, const char *stem)
 {
-    wan_cpu_to_f32(t->data, t->dtype, dst, (int64_t)n);
+    snprintf(buf, len, "%s%s%s", prefix, prefix[0] ? "." : "", stem);
 }
 
-/* `<prefix>.<stem>.weight` [cout, cin, kt, kh, kw] (ndim 5) or [cout, cin, kh, kw] (ndim 4, kt = 1) and its
- * bias, repacked as [kt][cout][cin*kh*kw] into w / b. */
-static wan_status load_conv(vae_run *r, vbuf *w, vbuf *b, const char *prefix, const char *stem, int cout,
-                            int cin, int kt, int k, int ndim)
+static wan_status wt_add(vae_run *r, const char *name, const wan_tensor *w, const wan_tensor *b, int cout, int cin,
+                         int kt, int k)
 {
-    int64_t shape5[5] = { cout, cin, kt, k, k }, shape4[4] = { cout, cin, k, k };
-    char suffix[48];
-    wan_tensor tw, tb;
-    snprintf(suffix, sizeof suffix, "%s.weight", stem);
-    wan_status rc = get_tensor(r, prefix, suffix, ndim, ndim == 5 ? shape5 : shape4, &tw);
-    snprintf(suffix, sizeof suffix, "%s.bias", stem);
-    if (rc == WAN_OK)
-        rc = get_tensor(r, prefix, suffix, 1, (int64_t[]){ cout }, &tb);
-    if (rc != WAN_OK || r->dry)
-        return rc;
-    const size_t kk = (size_t)k * k, per_o = (size_t)cin * kt * kk, n = (size_t)cout * per_o;
-    float *wd = ensure(r, w, n), *bd = ensure(r, b, (size_t)cout);
-    if (!wd || !bd)
-        return r->err->code;
-    tensor_to_f32(&tb, (size_t)cout, bd);
-    const uint8_t *src = tw.data;
-    const size_t esz = wan_dtype_size(tw.dtype);
-#pragma omp parallel for schedule(static) if (n >= WAN_PAR_MIN)
+    if (r->n_wt >= r->cap_wt)
+        return wan_err(r->err, WAN_ERR_INTERNAL, "VAE: more than %d weights in the plan", r->cap_wt);
+    vae_wt *e = &r->wt[r->n_wt++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->w = *w;
+    if (b)
+        e->b = *b;
+    e->cout = cout, e->cin = cin, e->kt = kt, e->k = k;
+    return WAN_OK;
+}
+
+/* The weight recorded under `name` (lookups usually come in the recorded order). */
+static const vae_wt *wt_find(vae_run *r, const char *name)
+{
+    for (int i = 0; i < r->n_wt; i++) {
+        int j = (r->wcur + i) % r->n_wt;
+        if (!strcmp(r->wt[j].name, name)) {
+            r->wcur = j + 1;
+            return &r->wt[j];
+        }
+    }
+    wan_err(r->err, WAN_ERR_INTERNAL, "VAE: weight %s was not checked before the run", name);
+    return NULL;
+}
+
+static size_t kernel_floats(const vae_wt *e)
+{
+    return (size_t)e->cout * e->cin * e->kt * e->k * e->k;
+}
+
+/* Kernel [cout, cin, kt, k, k] as stored -> f32 [kt][cout][cin·k·k]. */
+static void pack_kernel(const vae_wt *e, float *dst)
+{
+    const int cout = e->cout, cin = e->cin, kt = e->kt;
+    const size_t kk = (size_t)e->k * e->k, per_o = (size_t)cin * kt * kk;
+    const uint8_t *src = e->w.data;
+    const size_t esz = wan_dtype_size(e->w.dtype);
+#pragma omp parallel for schedule(static) if (kernel_floats(e) >= WAN_PAR_MIN)
     for (int o = 0; o < cout; o++)
         for (int i = 0; i < cin; i++)
             for (int a = 0; a < kt; a++)
-                wan_cpu_to_f32(src + ((size_t)o * per_o + ((size_t)i * kt + a) * kk) * esz, tw.dtype,
-                               wd + ((size_t)a * cout + o) * cin * kk + (size_t)i * kk, (int64_t)kk);
+                wan_cpu_to_f32(src + ((size_t)o * per_o + ((size_t)i * kt + a) * kk) * esz, e->w.dtype,
+                               dst + ((size_t)a * cout + o) * cin * kk + (size_t)i * kk, (int64_t)kk);
+}
+
+/* A host backend uses an F32 kernel of one temporal tap in place (4-byte aligned: the file need not be). */
+static int kernel_in_place(const vae_run *r, const vae_wt *e)
+{
+    return r->be->host_memory && e->kt == 1 && e->w.dtype == WAN_DTYPE_F32 && (uintptr_t)e->w.data % 4 == 0;
+}
+
+/* Kernels kept in backend memory: all of them on a device backend, none on a host backend. */
+static int kernel_resident(const vae_run *r, const vae_wt *e)
+{
+    return e->kt > 0 && !r->be->host_memory;
+}
+
+#define WT_ALIGN 64 /* floats: every prepared array starts 256-byte aligned */
+
+static size_t wt_round(size_t n)
+{
+    return (n + WT_ALIGN - 1) / WT_ALIGN * WT_ALIGN;
+}
+
+/* Floats of backend memory entry e takes: [packed kernel when resident] [bias or gamma]. */
+static size_t wt_floats(const vae_run *r, const vae_wt *e)
+{
+    return (kernel_resident(r, e) ? wt_round(kernel_floats(e)) : 0) + wt_round((size_t)e->cout);
+}
+
+/* Converts entry e into `dst` (host memory laid out as wt_floats says); returns the bias/gamma's offset. */
+static size_t wt_pack(const vae_run *r, const vae_wt *e, float *dst)
+{
+    size_t off = 0;
+    if (kernel_resident(r, e)) {
+        pack_kernel(e, dst);
+        off = wt_round(kernel_floats(e));
+    }
+    wan_cpu_to_f32(e->kt ? e->b.data : e->w.data, e->kt ? e->b.dtype : e->w.dtype, dst + off, e->cout);
+    return off;
+}
+
+/* After the dry pass: one backend allocation for every bias, gamma and resident kernel, filled once (uploaded
+ * through the staging buffer on a device backend). */
+static wan_status weights_prepare(vae_run *r)
+{
+    wan_backend *be = r->be;
+    size_t total = 0, most = 0;
+    for (int i = 0; i < r->n_wt; i++) {
+        size_t n = wt_floats(r, &r->wt[i]);
+        total += n;
+        most = n > most ? n : most;
+    }
+    r->wmem = be->alloc(be, (total ? total : 1) * sizeof(float));
+    if (!r->wmem)
+        return be_status(r, 0) != WAN_OK ? r->err->code
+                                         : wan_err(r->err, WAN_ERR_NOMEM, "VAE: out of memory for the weights");
+    float *host = be->host_memory ? NULL : host_ensure(r, &r->stage, most);
+    if (!be->host_memory && !host)
+        return r->err->code;
+    for (size_t i = 0, off = 0; i < (size_t)r->n_wt; i++) {
+        vae_wt *e = &r->wt[i];
+        const size_t n = wt_floats(r, e);
+        float *dst = r->wmem + off, *h = host ? host : dst;
+        const size_t boff = wt_pack(r, e, h);
+        to_backend(r, dst, h, n);
+        if (e->kt == 0) {
+            e->wd = dst;
+        } else {
+            e->bd = dst + boff;
+            e->wd = kernel_resident(r, e) ? dst : kernel_in_place(r, e) ? (const float *)e->w.data : NULL;
+        }
+        off += n;
+    }
+    return be_status(r, 0);
+}
+
+typedef struct conv_w {
+    const float *w, *b; /* packed kernel and bias, backend memory */
+} conv_w;
+
+/* `<prefix>.<stem>.weight` [cout, cin, kt, k, k] (ndim 5) or [cout, cin, k, k] (ndim 4, kt = 1) and its bias:
+ * the dry pass checks and records them; a run gets them ready (a kernel repacked on use goes to pack[pair]). */
+static wan_status load_conv(vae_run *r, int pair, const char *prefix, const char *stem, int cout, int cin, int kt,
+                            int k, int ndim, conv_w *cw)
+{
+    char name[128];
+    weight_name(name, sizeof name, prefix, stem);
+    if (r->dry) {
+        int64_t shape5[5] = { cout, cin, kt, k, k }, shape4[4] = { cout, cin, k, k };
+        char suffix[48];
+        wan_tensor tw, tb;
+        snprintf(suffix, sizeof suffix, "%s.weight", stem);
+        wan_status rc = get_tensor(r, prefix, suffix, ndim, ndim == 5 ? shape5 : shape4, &tw);
+        snprintf(suffix, sizeof suffix, "%s.bias", stem);
+        if (rc == WAN_OK)
+            rc = get_tensor(r, prefix, suffix, 1, (int64_t[]){ cout }, &tb);
+        return rc == WAN_OK ? wt_add(r, name, &tw, &tb, cout, cin, kt, k) : rc;
+    }
+    const vae_wt *e = wt_find(r, name);
+    if (!e)
+        return r->err->code;
+    cw->w = e->wd, cw->b = e->bd;
+    if (!cw->w) {
+        WAN_ASSERT(r->be->host_memory, r->err);
+        float *d = ensure(r, &r->pack[pair], kernel_floats(e));
+        if (!d)
+            return r->err->code;
+        pack_kernel(e, d);
+        cw->w = d;
+    }
     return WAN_OK;
 }
 
-/* `<prefix>.<stem>.gamma` [c, 1, 1, 1] (ndim 4) or [c, 1, 1] (ndim 3) into r->gamma. */
-static wan_status load_gamma(vae_run *r, const char *prefix, const char *stem, int c, int ndim)
+/* `<prefix>.<stem>.gamma` [c, 1, 1, 1] (ndim 4) or [c, 1, 1] (ndim 3): checked and recorded by the dry pass,
+ * then *gamma points at its f32 copy in backend memory. */
+static wan_status load_gamma(vae_run *r, const char *prefix, const char *stem, int c, int ndim, const float **gamma)
 {
-    char suffix[48];
-    snprintf(suffix, sizeof suffix, "%s.gamma", stem);
-    wan_tensor t;
-    wan_status rc = get_tensor(r, prefix, suffix, ndim, (int64_t[]){ c, 1, 1, 1 }, &t);
-    if (rc != WAN_OK || r->dry)
-        return rc;
-    float *g = ensure(r, &r->gamma, (size_t)c);
-    if (!g)
-        return r->err->code;
-    tensor_to_f32(&t, (size_t)c, g);
-    return WAN_OK;
+    char name[128];
+    weight_name(name, sizeof name, prefix, stem);
+    if (r->dry) {
+        char suffix[48];
+        snprintf(suffix, sizeof suffix, "%s.gamma", stem);
+        wan_tensor t;
+        wan_status rc = get_tensor(r, prefix, suffix, ndim, (int64_t[]){ c, 1, 1, 1 }, &t);
+        return rc == WAN_OK ? wt_add(r, name, &t, NULL, c, 0, 0, 0) : rc;
+    }
+    const vae_wt *e = wt_find(r, name);
+    *gamma = e ? e->wd : NULL;
+    return e ? WAN_OK : r->err->code;
 }
 
 /* ---- building blocks -------------------------------------------------------------------------- */
-
-/* Below this many multiply-adds a convolution runs on one thread: a fork/join costs more. */
-#define SMALL_MACS 1e8
-/* im2col floats per thread and row block (4 MiB): B panels of a few hundred columns or more. */
-#define SCRATCH_PER_THREAD ((size_t)1 << 20)
-
-static wan_status conv_run(vae_run *r, const wan_conv_geom *g, int ntaps, const float *w, const float *b,
-                           const float *const *taps, float *out)
-{
-    double macs = (double)g->cout * g->cin * g->kh * g->kw * g->ho * g->wo * ntaps;
-    int nt = macs < SMALL_MACS ? 1 : r->nt;
-    size_t need = wan_conv_scratch_min(g);
-    if (need && !ensure(r, &r->scratch, (size_t)nt * (need > SCRATCH_PER_THREAD ? need : SCRATCH_PER_THREAD)))
-        return r->err->code;
-    wan_conv_taps(g, ntaps, w, b, taps, out, r->scratch.d, r->scratch.cap, nt);
-    return WAN_OK;
-}
-
-/* RMS norm (+ SiLU) of every frame of x into y (may be x). */
-static wan_status norm_frames(vae_run *r, const vae_act *x, float *src, float *dst, int silu)
-{
-    size_t hw = (size_t)x->h * x->w, fs = act_fsize(x);
-    if (!ensure(r, &r->ss, hw))
-        return r->err->code;
-    for (int t = 0; t < x->n; t++)
-        wan_rms_norm_silu(src + t * fs, dst + t * fs, x->c, hw, r->gamma.d, silu, r->ss.d);
-    return WAN_OK;
-}
 
 /* Frame e of (cache ++ chunk): e < 0 is a zero frame (NULL). */
 static const float *ext_frame(const vae_slot *s, int m, const float *x, size_t fs, int e)
@@ -346,30 +533,31 @@ static const float *ext_frame(const vae_slot *s, int m, const float *x, size_t f
 /* New cache after a chunk of n frames x: the last two frames of (cache ++ x). */
 static wan_status slot_update(vae_run *r, vae_slot *s, const float *x, int n, size_t fs)
 {
+    wan_backend *be = r->be;
+    const size_t bytes = fs * sizeof(float);
     if (s->f.cap < 2 * fs) {
         if (s->m == 1 && n == 1) { /* keep the one cached frame while growing */
-            float *old = s->f.d;
-            s->f.d = NULL, s->f.cap = 0;
-            if (!ensure(r, &s->f, 2 * fs)) {
-                wan_free(old);
+            vbuf old = s->f;
+            s->f = (vbuf){ 0 };
+            if (ensure(r, &s->f, 2 * fs))
+                be->copy(be, s->f.d, old.d, bytes);
+            be->free(be, old.d);
+            if (!s->f.d)
                 return r->err->code;
-            }
-            memcpy(s->f.d, old, fs * sizeof(float));
-            wan_free(old);
         } else if (!ensure(r, &s->f, 2 * fs)) {
             return r->err->code;
         }
     }
     if (n >= 2) {
-        memcpy(s->f.d, x + (size_t)(n - 2) * fs, 2 * fs * sizeof(float));
+        be->copy(be, s->f.d, x + (size_t)(n - 2) * fs, 2 * bytes);
         s->m = 2;
     } else if (s->m >= 1) {
         if (s->m == 2)
-            memmove(s->f.d, s->f.d + fs, fs * sizeof(float));
-        memcpy(s->f.d + fs, x, fs * sizeof(float));
+            be->copy(be, s->f.d, s->f.d + fs, bytes);
+        be->copy(be, s->f.d + fs, x, bytes);
         s->m = 2;
     } else {
-        memcpy(s->f.d, x, fs * sizeof(float));
+        be->copy(be, s->f.d, x, bytes);
         s->m = 1;
     }
     return WAN_OK;
@@ -380,34 +568,36 @@ static wan_status slot_update(vae_run *r, vae_slot *s, const float *x, int n, si
 static wan_status causal_conv(vae_run *r, const char *prefix, const char *stem, int cin, int cout, vae_slot *s,
                               const float *x, int n, int h, int w, float *y)
 {
-    wan_status rc = load_conv(r, &r->w, &r->b, prefix, stem, cout, cin, 3, 3, 5);
+    conv_w cw;
+    wan_status rc = load_conv(r, 0, prefix, stem, cout, cin, 3, 3, 5, &cw);
     if (rc != WAN_OK || r->dry)
         return rc;
     wan_conv_geom g = wan_conv_geom_make(cin, cout, h, w, 3, 1, 1, 0);
     size_t fs = (size_t)cin * h * w, os = (size_t)cout * h * w;
-    for (int t = 0; t < n && rc == WAN_OK; t++) {
+    for (int t = 0; t < n; t++) {
         const float *taps[3];
         for (int a = 0; a < 3; a++)
             taps[a] = ext_frame(s, s->m, x, fs, t + a - 2 + s->m);
-        rc = conv_run(r, &g, 3, r->w.d, r->b.d, taps, y + t * os);
+        r->be->conv2d_taps(r->be, &g, 3, cw.w, cw.b, taps, y + t * os);
     }
-    return rc == WAN_OK ? slot_update(r, s, x, n, fs) : rc;
+    return slot_update(r, s, x, n, fs);
 }
 
 /* 1x1(x1) conv of every frame: `<prefix>.<stem>` [cout, cin, 1, 1, 1] (ndim 5) or [cout, cin, 1, 1]. */
 static wan_status pointwise(vae_run *r, const char *prefix, const char *stem, int cin, int cout, int ndim,
                             const float *x, int n, int h, int w, float *y)
 {
-    wan_status rc = load_conv(r, &r->w, &r->b, prefix, stem, cout, cin, 1, 1, ndim);
+    conv_w cw;
+    wan_status rc = load_conv(r, 0, prefix, stem, cout, cin, 1, 1, ndim, &cw);
     if (rc != WAN_OK || r->dry)
         return rc;
     wan_conv_geom g = wan_conv_geom_make(cin, cout, h, w, 1, 1, 1, 0);
     size_t fs = (size_t)cin * h * w, os = (size_t)cout * h * w;
-    for (int t = 0; t < n && rc == WAN_OK; t++) {
+    for (int t = 0; t < n; t++) {
         const float *tap = x + t * fs;
-        rc = conv_run(r, &g, 1, r->w.d, r->b.d, &tap, y + t * os);
+        r->be->conv2d_taps(r->be, &g, 1, cw.w, cw.b, &tap, y + t * os);
     }
-    return rc;
+    return WAN_OK;
 }
 
 static void swap_to(vae_act *cur, int bi, int c, int n, int h, int w)
@@ -418,23 +608,24 @@ static void swap_to(vae_act *cur, int bi, int c, int n, int h, int w)
 /* WanResidualBlock (vae.md 2.4). */
 static wan_status op_res(vae_run *r, const vae_op *op, vae_act *cur)
 {
+    wan_backend *be = r->be;
     const int A = (cur->bi + 1) % 3, B = (cur->bi + 2) % 3, n = cur->n, h = cur->h, w = cur->w;
-    size_t in_sz = (size_t)n * op->cin * h * w, out_sz = (size_t)n * op->cout * h * w;
+    const size_t hw = (size_t)h * w, in_sz = (size_t)n * op->cin * hw, out_sz = (size_t)n * op->cout * hw;
     vae_slot *s = &r->slots[op->slot];
-    wan_status rc = load_gamma(r, op->name, "norm1", op->cin, 4);
+    const float *g1 = NULL, *g2 = NULL;
+    wan_status rc = load_gamma(r, op->name, "norm1", op->cin, 4, &g1);
     if (rc == WAN_OK && !r->dry && (!ensure(r, &r->bufs[A], in_sz > out_sz ? in_sz : out_sz) ||
                                     !ensure(r, &r->bufs[B], out_sz)))
         rc = r->err->code;
     float *x = act_data(r, cur), *a = r->bufs[A].d, *b = r->bufs[B].d;
     if (rc == WAN_OK && !r->dry)
-        rc = norm_frames(r, cur, x, a, 1);
+        be->chan_rmsnorm(be, x, a, op->cin, (int64_t)hw, n, g1, 1);
     if (rc == WAN_OK)
         rc = causal_conv(r, op->name, "conv1", op->cin, op->cout, s, a, n, h, w, b);
-    vae_act mid = { .c = op->cout, .n = n, .h = h, .w = w };
     if (rc == WAN_OK)
-        rc = load_gamma(r, op->name, "norm2", op->cout, 4);
+        rc = load_gamma(r, op->name, "norm2", op->cout, 4, &g2);
     if (rc == WAN_OK && !r->dry)
-        rc = norm_frames(r, &mid, b, b, 1);
+        be->chan_rmsnorm(be, b, b, op->cout, (int64_t)hw, n, g2, 1);
     if (rc == WAN_OK)
         rc = causal_conv(r, op->name, "conv2", op->cout, op->cout, s + 1, b, n, h, w, a);
     if (rc != WAN_OK)
@@ -443,14 +634,10 @@ static wan_status op_res(vae_run *r, const vae_op *op, vae_act *cur)
         rc = pointwise(r, op->name, "conv_shortcut", op->cin, op->cout, 5, x, n, h, w, b);
         if (rc != WAN_OK || r->dry)
             return rc;
-#pragma omp parallel for schedule(static) if (out_sz >= WAN_PAR_MIN)
-        for (size_t i = 0; i < out_sz; i++)
-            a[i] += b[i];
+        be->add(be, a, b, (int64_t)out_sz);
         swap_to(cur, A, op->cout, n, h, w);
     } else if (!r->dry) {
-#pragma omp parallel for schedule(static) if (out_sz >= WAN_PAR_MIN)
-        for (size_t i = 0; i < out_sz; i++)
-            x[i] = a[i] + x[i];
+        be->add(be, x, a, (int64_t)out_sz);
     }
     return WAN_OK;
 }
@@ -458,40 +645,72 @@ static wan_status op_res(vae_run *r, const vae_op *op, vae_act *cur)
 /* WanAttentionBlock (vae.md 2.5), frame by frame, in place. */
 static wan_status op_attn(vae_run *r, const vae_op *op, vae_act *cur)
 {
+    wan_backend *be = r->be;
     const int c = op->cin, npix = cur->h * cur->w;
     const int A = (cur->bi + 1) % 3;
-    wan_status rc = load_gamma(r, op->name, "norm", c, 3);
+    const float *gamma = NULL;
+    conv_w qkv_w, proj_w;
+    wan_status rc = load_gamma(r, op->name, "norm", c, 3, &gamma);
     if (rc == WAN_OK)
-        rc = load_conv(r, &r->w, &r->b, op->name, "to_qkv", 3 * c, c, 1, 1, 4);
+        rc = load_conv(r, 0, op->name, "to_qkv", 3 * c, c, 1, 1, 4, &qkv_w);
     if (rc == WAN_OK)
-        rc = load_conv(r, &r->w2, &r->b2, op->name, "proj", c, c, 1, 1, 4);
+        rc = load_conv(r, 1, op->name, "proj", c, c, 1, 1, 4, &proj_w);
     if (rc != WAN_OK || r->dry)
         return rc;
-    int rows = (int)(((size_t)1 << 22) / (size_t)npix);
-    rows = rows < 1 ? 1 : rows > npix ? npix : rows;
-    size_t fs = (size_t)c * npix;
+    const size_t fs = (size_t)c * npix;
     float *x = act_data(r, cur);
-    int nt = (double)c * npix * npix < SMALL_MACS ? 1 : r->nt;
-    if (!ensure(r, &r->attn, 4 * fs + (size_t)nt * rows * npix) || !ensure(r, &r->bufs[A], fs))
+    if (!ensure(r, &r->attn, 4 * fs) || !ensure(r, &r->bufs[A], fs))
         return r->err->code;
-    float *qkv = r->attn.d, *o = qkv + 3 * fs, *s = o + fs, *y = r->bufs[A].d;
-    vae_act one = { .c = c, .n = 1, .h = cur->h, .w = cur->w };
+    float *qkv = r->attn.d, *o = qkv + 3 * fs, *y = r->bufs[A].d;
     wan_conv_geom gq = wan_conv_geom_make(c, 3 * c, cur->h, cur->w, 1, 1, 1, 0);
     wan_conv_geom gp = wan_conv_geom_make(c, c, cur->h, cur->w, 1, 1, 1, 0);
-    for (int t = 0; t < cur->n && rc == WAN_OK; t++) {
+    for (int t = 0; t < cur->n; t++) {
         float *xt = x + t * fs;
-        rc = norm_frames(r, &one, xt, y, 0);
+        be->chan_rmsnorm(be, xt, y, c, npix, 1, gamma, 0);
         const float *tap = y;
-        if (rc == WAN_OK)
-            rc = conv_run(r, &gq, 1, r->w.d, r->b.d, &tap, qkv);
-        if (rc != WAN_OK)
-            break;
-        wan_attention_frame(qkv, o, c, npix, s, rows, nt);
+        be->conv2d_taps(be, &gq, 1, qkv_w.w, qkv_w.b, &tap, qkv);
+        be->attention_frame(be, qkv, o, c, npix);
         tap = o;
-        rc = conv_run(r, &gp, 1, r->w2.d, r->b2.d, &tap, y);
-        for (size_t i = 0; i < fs; i++)
-            xt[i] = y[i] + xt[i];
+        be->conv2d_taps(be, &gp, 1, proj_w.w, proj_w.b, &tap, y);
+        be->add(be, xt, y, (int64_t)fs);
     }
+    return WAN_OK;
+}
+
+/* time_conv of upsample3d: C -> 2C, causal over (cache ++ chunk) into bufs[A]; the first call after "Rep" sees
+ * zeros only, and leaves (zero frame, x) in the cache. */
+static wan_status up_time_conv(vae_run *r, const vae_op *op, const vae_act *cur, vae_slot *s, int A)
+{
+    wan_backend *be = r->be;
+    const int c = op->cin, h = cur->h, w = cur->w;
+    conv_w cw;
+    wan_status rc = load_conv(r, 0, op->name, "time_conv", 2 * c, c, 3, 1, 5, &cw);
+    const size_t fs = (size_t)c * h * w;
+    if (rc != WAN_OK || r->dry)
+        return rc;
+    if (!ensure(r, &r->bufs[A], 2 * fs * cur->n))
+        return r->err->code;
+    wan_conv_geom g = wan_conv_geom_make(c, 2 * c, h, w, 1, 1, 1, 0);
+    const float *x = act_data(r, cur);
+    const int m = s->state == 1 ? 0 : s->m;
+    for (int t = 0; t < cur->n; t++) {
+        const float *taps[3];
+        for (int a = 0; a < 3; a++)
+            taps[a] = ext_frame(s, m, x, fs, t + a - 2 + m);
+        be->conv2d_taps(be, &g, 3, cw.w, cw.b, taps, r->bufs[A].d + 2 * fs * t);
+    }
+    if (s->state == 1 && cur->n == 1) { /* cache = (zero frame, x) */
+        s->m = 0;
+        rc = slot_update(r, s, x, 1, fs);
+        if (rc == WAN_OK) {
+            be->copy(be, s->f.d + fs, s->f.d, fs * sizeof(float));
+            be->zero(be, s->f.d, fs * sizeof(float));
+            s->m = 2;
+        }
+    } else {
+        rc = slot_update(r, s, x, cur->n, fs);
+    }
+    s->state = 2;
     return rc;
 }
 
@@ -503,42 +722,16 @@ static wan_status op_up(vae_run *r, const vae_op *op, vae_act *cur)
     wan_status rc = WAN_OK;
     vae_slot *s = op->temporal ? &r->slots[op->slot] : NULL;
     if (s && (s->state > 0 || r->dry)) {
-        /* time_conv C -> 2C, causal over (cache ++ chunk); the first call after "Rep" sees zeros only */
-        rc = load_conv(r, &r->w, &r->b, op->name, "time_conv", 2 * c, c, 3, 1, 5);
-        size_t fs = (size_t)c * h * w;
-        if (rc == WAN_OK && !r->dry && !ensure(r, &r->bufs[A], 2 * fs * cur->n))
-            rc = r->err->code;
+        rc = up_time_conv(r, op, cur, s, A);
         if (rc != WAN_OK)
             return rc;
-        if (!r->dry) {
-            wan_conv_geom g = wan_conv_geom_make(c, 2 * c, h, w, 1, 1, 1, 0);
-            const float *x = act_data(r, cur);
-            int m = s->state == 1 ? 0 : s->m;
-            for (int t = 0; t < cur->n && rc == WAN_OK; t++) {
-                const float *taps[3];
-                for (int a = 0; a < 3; a++)
-                    taps[a] = ext_frame(s, m, x, fs, t + a - 2 + m);
-                rc = conv_run(r, &g, 3, r->w.d, r->b.d, taps, r->bufs[A].d + 2 * fs * t);
-            }
-            if (rc == WAN_OK && s->state == 1 && cur->n == 1) { /* cache = (zero frame, x) */
-                s->m = 0;
-                rc = slot_update(r, s, x, 1, fs);
-                if (rc == WAN_OK) {
-                    memcpy(s->f.d + fs, s->f.d, fs * sizeof(float));
-                    memset(s->f.d, 0, fs * sizeof(float));
-                    s->m = 2;
-                }
-            } else if (rc == WAN_OK) {
-                rc = slot_update(r, s, x, cur->n, fs);
-            }
-            s->state = 2;
+        if (!r->dry)
             swap_to(&src, A, c, 2 * cur->n, h, w);
-        }
     } else if (s) {
         s->state = 1; /* first chunk: no time_conv, no doubling */
     }
-    if (rc == WAN_OK)
-        rc = load_conv(r, &r->w, &r->b, op->name, "resample.1", op->cout, c, 1, 3, 4);
+    conv_w cw;
+    rc = load_conv(r, 0, op->name, "resample.1", op->cout, c, 1, 3, 4, &cw);
     if (rc != WAN_OK || r->dry)
         return rc;
     int dst = src.bi == A ? B : A;
@@ -547,22 +740,24 @@ static wan_status op_up(vae_run *r, const vae_op *op, vae_act *cur)
         return r->err->code;
     wan_conv_geom g = wan_conv_geom_make(c, op->cout, 2 * h, 2 * w, 3, 1, 1, 1);
     const float *x = act_data(r, &src);
-    for (int t = 0; t < src.n && rc == WAN_OK; t++) {
+    for (int t = 0; t < src.n; t++) {
         const float *tap = x + (size_t)t * act_fsize(&src);
-        rc = conv_run(r, &g, 1, r->w.d, r->b.d, &tap, r->bufs[dst].d + os * t);
+        r->be->conv2d_taps(r->be, &g, 1, cw.w, cw.b, &tap, r->bufs[dst].d + os * t);
     }
     swap_to(cur, dst, op->cout, src.n, 2 * h, 2 * w);
-    return rc;
+    return WAN_OK;
 }
 
 /* downsample2d / downsample3d (vae.md 2.6, 2.7, 6.3): pad right/bottom, conv2d 3x3 stride 2, then for 3d
  * the stride-2 time_conv over (last cached frame ++ chunk); the first chunk passes through. */
 static wan_status op_down(vae_run *r, const vae_op *op, vae_act *cur)
 {
+    wan_backend *be = r->be;
     const int A = (cur->bi + 1) % 3, B = (cur->bi + 2) % 3, c = op->cin;
-    wan_status rc = load_conv(r, &r->w, &r->b, op->name, "resample.1", c, c, 1, 3, 4);
+    conv_w cw;
+    wan_status rc = load_conv(r, 0, op->name, "resample.1", c, c, 1, 3, 4, &cw);
     if (rc == WAN_OK && op->temporal && r->dry)
-        rc = load_conv(r, &r->w, &r->b, op->name, "time_conv", c, c, 3, 1, 5);
+        rc = load_conv(r, 0, op->name, "time_conv", c, c, 3, 1, 5, &cw);
     if (rc != WAN_OK || r->dry)
         return rc;
     wan_conv_geom g = wan_conv_geom_make(c, c, cur->h, cur->w, 3, 2, 0, 0);
@@ -570,14 +765,14 @@ static wan_status op_down(vae_run *r, const vae_op *op, vae_act *cur)
     if (!ensure(r, &r->bufs[A], fs * cur->n))
         return r->err->code;
     const float *x = act_data(r, cur);
-    for (int t = 0; t < cur->n && rc == WAN_OK; t++) {
+    for (int t = 0; t < cur->n; t++) {
         const float *tap = x + (size_t)t * act_fsize(cur);
-        rc = conv_run(r, &g, 1, r->w.d, r->b.d, &tap, r->bufs[A].d + fs * t);
+        be->conv2d_taps(be, &g, 1, cw.w, cw.b, &tap, r->bufs[A].d + fs * t);
     }
     swap_to(cur, A, c, cur->n, g.ho, g.wo);
     vae_slot *s = op->temporal ? &r->slots[op->slot] : NULL;
-    if (rc != WAN_OK || !s)
-        return rc;
+    if (!s)
+        return WAN_OK;
     const float *y = r->bufs[A].d;
     if (s->state == 0) {
         s->state = 2, s->m = 0;
@@ -585,20 +780,20 @@ static wan_status op_down(vae_run *r, const vae_op *op, vae_act *cur)
     }
     int n_out = (cur->n + 1 - 3) / 2 + 1;
     WAN_ASSERT(cur->n + 1 >= 3, r->err);
-    rc = load_conv(r, &r->w, &r->b, op->name, "time_conv", c, c, 3, 1, 5);
+    rc = load_conv(r, 0, op->name, "time_conv", c, c, 3, 1, 5, &cw);
     if (rc == WAN_OK && !ensure(r, &r->bufs[B], fs * n_out))
         rc = r->err->code;
+    if (rc != WAN_OK)
+        return rc;
     wan_conv_geom gt = wan_conv_geom_make(c, c, g.ho, g.wo, 1, 1, 1, 0);
-    for (int k = 0; k < n_out && rc == WAN_OK; k++) {
+    for (int k = 0; k < n_out; k++) {
         const float *taps[3];
         for (int a = 0; a < 3; a++)
             taps[a] = ext_frame(s, 1, y, fs, 2 * k + a);
-        rc = conv_run(r, &gt, 3, r->w.d, r->b.d, taps, r->bufs[B].d + fs * k);
+        be->conv2d_taps(be, &gt, 3, cw.w, cw.b, taps, r->bufs[B].d + fs * k);
     }
-    if (rc == WAN_OK) { /* keep the chunk's last frame */
-        s->m = 0;
-        rc = slot_update(r, s, y + (size_t)(cur->n - 1) * fs, 1, fs);
-    }
+    s->m = 0; /* keep the chunk's last frame */
+    rc = slot_update(r, s, y + (size_t)(cur->n - 1) * fs, 1, fs);
     swap_to(cur, B, c, n_out, g.ho, g.wo);
     return rc;
 }
@@ -610,7 +805,7 @@ static wan_status op_save(vae_run *r, vae_act *cur)
     size_t n = act_fsize(cur) * cur->n;
     if (!ensure(r, &r->save, n))
         return r->err->code;
-    memcpy(r->save.d, act_data(r, cur), n * sizeof(float));
+    r->be->copy(r->be, r->save.d, act_data(r, cur), n * sizeof(float));
     r->saved = *cur;
     return WAN_OK;
 }
@@ -621,25 +816,11 @@ static wan_status op_dupup(vae_run *r, const vae_op *op, vae_act *cur, int first
     if (r->dry)
         return WAN_OK;
     const vae_act *in = &r->saved;
-    const int ft = op->ft, fs = op->fs, co = op->cout, f3 = ft * fs * fs;
-    const int rep = co * f3 / op->cin, trim = first ? ft - 1 : 0;
-    WAN_ASSERT(cur->n == in->n * ft - trim && cur->h == in->h * fs && cur->w == in->w * fs && cur->c == co,
+    const int ft = op->ft, fs = op->fs, trim = first ? ft - 1 : 0;
+    WAN_ASSERT(in->c == op->cin && cur->n == in->n * ft - trim && cur->h == in->h * fs && cur->w == in->w * fs &&
+                   cur->c == op->cout,
                r->err);
-    float *y = act_data(r, cur);
-    const float *x = r->save.d;
-    const size_t ihw = (size_t)in->h * in->w;
-#pragma omp parallel for schedule(static) if (act_fsize(cur) * cur->n >= WAN_PAR_MIN)
-    for (int o = 0; o < co; o++)
-        for (int t = trim; t < in->n * ft; t++) {
-            int ti = t / ft, a = t % ft;
-            float *yr = y + ((size_t)(t - trim) * co + o) * cur->h * cur->w;
-            for (int yy = 0; yy < cur->h; yy++)
-                for (int xx = 0; xx < cur->w; xx++) {
-                    int j = o * f3 + a * fs * fs + (yy % fs) * fs + xx % fs;
-                    yr[(size_t)yy * cur->w + xx] +=
-                        x[((size_t)ti * in->c + j / rep) * ihw + (size_t)(yy / fs) * in->w + xx / fs];
-                }
-        }
+    r->be->dupup_add(r->be, act_data(r, cur), r->save.d, in->c, op->cout, in->n, in->h, in->w, ft, fs, trim);
     return WAN_OK;
 }
 
@@ -649,29 +830,11 @@ static wan_status op_avgdown(vae_run *r, const vae_op *op, vae_act *cur)
     if (r->dry)
         return WAN_OK;
     const vae_act *in = &r->saved;
-    const int ft = op->ft, fs = op->fs, co = op->cout, f3 = ft * fs * fs;
-    const int g = op->cin * f3 / co, pad = (ft - in->n % ft) % ft;
-    WAN_ASSERT(cur->n == (in->n + pad) / ft && cur->h == in->h / fs && cur->w == in->w / fs && cur->c == co,
+    const int ft = op->ft, fs = op->fs, pad = (ft - in->n % ft) % ft;
+    WAN_ASSERT(in->c == op->cin && cur->n == (in->n + pad) / ft && cur->h == in->h / fs && cur->w == in->w / fs &&
+                   cur->c == op->cout,
                r->err);
-    float *y = act_data(r, cur);
-    const float *x = r->save.d;
-    const size_t ihw = (size_t)in->h * in->w;
-#pragma omp parallel for schedule(static) if (act_fsize(cur) * cur->n >= WAN_PAR_MIN)
-    for (int o = 0; o < co; o++)
-        for (int t = 0; t < cur->n; t++) {
-            float *yr = y + ((size_t)t * co + o) * cur->h * cur->w;
-            for (int yy = 0; yy < cur->h; yy++)
-                for (int xx = 0; xx < cur->w; xx++) {
-                    float sum = 0.0f;
-                    for (int j = o * g; j < o * g + g; j++) {
-                        int ci = j / f3, rest = j % f3, a = rest / (fs * fs), b = rest / fs % fs, d = rest % fs;
-                        int ti = ft * t + a - pad;
-                        if (ti >= 0)
-                            sum += x[((size_t)ti * in->c + ci) * ihw + (size_t)(fs * yy + b) * in->w + fs * xx + d];
-                    }
-                    yr[(size_t)yy * cur->w + xx] += sum / (float)g;
-                }
-        }
+    r->be->avgdown_add(r->be, act_data(r, cur), r->save.d, in->c, op->cout, in->n, in->h, in->w, ft, fs);
     return WAN_OK;
 }
 
@@ -680,12 +843,14 @@ static wan_status op_conv(vae_run *r, const vae_op *op, vae_act *cur, int head)
 {
     const int A = (cur->bi + 1) % 3, B = (cur->bi + 2) % 3;
     size_t in_sz = act_fsize(cur) * cur->n, out_sz = (size_t)op->cout * cur->h * cur->w * cur->n;
-    wan_status rc = head ? load_gamma(r, op->name, "norm_out", op->cin, 4) : WAN_OK;
+    const float *gamma = NULL;
+    wan_status rc = head ? load_gamma(r, op->name, "norm_out", op->cin, 4, &gamma) : WAN_OK;
     if (rc == WAN_OK && !r->dry && (!ensure(r, &r->bufs[A], head ? in_sz : out_sz) ||
                                     (head && !ensure(r, &r->bufs[B], out_sz))))
         rc = r->err->code;
     if (rc == WAN_OK && head && !r->dry)
-        rc = norm_frames(r, cur, act_data(r, cur), r->bufs[A].d, 1);
+        r->be->chan_rmsnorm(r->be, act_data(r, cur), r->bufs[A].d, cur->c, (int64_t)cur->h * cur->w, cur->n, gamma,
+                            1);
     const float *x = head ? r->bufs[A].d : act_data(r, cur);
     int dst = head ? B : A;
     if (rc == WAN_OK)
@@ -696,7 +861,7 @@ static wan_status op_conv(vae_run *r, const vae_op *op, vae_act *cur, int head)
     return rc;
 }
 
-/* Runs the whole plan on the chunk in cur (dry: checks every tensor's name and shape only). */
+/* Runs the whole plan on the chunk in cur (dry: checks and records every tensor only). */
 static wan_status run_plan(vae_run *r, vae_act *cur, int first)
 {
     for (int i = 0; i < r->plan->n; i++) {
@@ -714,10 +879,16 @@ static wan_status run_plan(vae_run *r, vae_act *cur, int first)
         case OP_AVGDOWN: rc = op_avgdown(r, op, cur); break;
         default: rc = wan_err(r->err, WAN_ERR_INTERNAL, "VAE: unknown op %d", (int)op->kind);
         }
+        if (rc == WAN_OK && !r->dry)
+            rc = be_status(r, 0);
         if (rc != WAN_OK)
             return rc;
-        if (op->dbg[0] && r->dbg && !r->dry)
-            r->dbg(op->dbg, r->chunk, act_data(r, cur), cur->c, cur->n, cur->h, cur->w, r->dbg_user);
+        if (op->dbg[0] && r->dbg && !r->dry) {
+            const float *h = to_host(r, act_data(r, cur), act_fsize(cur) * cur->n);
+            if (!h)
+                return r->err->code;
+            r->dbg(op->dbg, r->chunk, h, cur->c, cur->n, cur->h, cur->w, r->dbg_user);
+        }
     }
     return WAN_OK;
 }
@@ -773,18 +944,28 @@ static wan_status decode_chunk(vae_dec *d, int k, int y0, int x0, int lh, int lw
     vae_run *r = &d->run;
     const int zc = d->cfg->z_dim;
     size_t n = (size_t)zc * lh * lw;
-    if (!ensure(r, &r->bufs[0], n) || !ensure(r, &r->bufs[1], n))
+    float *h = ensure(r, &r->bufs[0], n) && ensure(r, &r->bufs[1], n) ? host_for(r, r->bufs[0].d, n) : NULL;
+    if (!h)
         return r->err->code;
     for (int c = 0; c < zc; c++)
         for (int y = 0; y < lh; y++)
-            memcpy(r->bufs[0].d + ((size_t)c * lh + y) * lw,
-                   d->z + (((size_t)c * d->T + k) * d->h + y0 + y) * d->w + x0, (size_t)lw * sizeof(float));
+            memcpy(h + ((size_t)c * lh + y) * lw, d->z + (((size_t)c * d->T + k) * d->h + y0 + y) * d->w + x0,
+                   (size_t)lw * sizeof(float));
+    to_backend(r, r->bufs[0].d, h, n);
     wan_status rc = pointwise(r, "", "post_quant_conv", zc, zc, 5, r->bufs[0].d, 1, lh, lw, r->bufs[1].d);
     swap_to(cur, 1, zc, 1, lh, lw);
     r->chunk = k;
     if (rc == WAN_OK)
         rc = run_plan(r, cur, k == 0);
     return rc;
+}
+
+/* The chunk's finished frames [n][oc][h][w] on the host (downloaded from a device), after every queued op has
+ * completed; NULL on failure. */
+static float *chunk_frames(vae_run *r, const vae_act *cur)
+{
+    float *h = to_host(r, act_data(r, cur), act_fsize(cur) * cur->n);
+    return h && be_status(r, 1) == WAN_OK ? h : NULL;
 }
 
 static int first_frame(const vae_dec *d, int k)
@@ -798,13 +979,16 @@ static wan_status decode_stream(vae_dec *d, int batch, wan_vae_frame_fn on_frame
     vae_run *r = &d->run;
     const int H = d->h * d->up * d->p, W = d->w * d->up * d->p;
     vbuf frame = { 0 };
-    wan_status rc = ensure(r, &frame, (size_t)3 * H * W) ? WAN_OK : r->err->code;
+    wan_status rc = host_ensure(r, &frame, (size_t)3 * H * W) ? WAN_OK : r->err->code;
     run_reset_cache(r);
     for (int k = 0; k < d->T && rc == WAN_OK; k++) {
         vae_act cur;
         rc = decode_chunk(d, k, 0, 0, d->h, d->w, &cur);
-        for (int f = 0; f < cur.n && rc == WAN_OK; f++) {
-            const float *src = act_data(r, &cur) + (size_t)f * act_fsize(&cur);
+        const float *out = NULL;
+        if (rc == WAN_OK && !(out = chunk_frames(r, &cur)))
+            rc = r->err->code;
+        for (int f = 0; rc == WAN_OK && f < cur.n; f++) {
+            const float *src = out + (size_t)f * act_fsize(&cur);
             vae_sink s = { .base = frame.d, .cs = (size_t)H * W, .row = (size_t)W };
             for (int c = 0; c < cur.c; c++)
                 for (int y = 0; y < cur.h; y++)
@@ -943,7 +1127,7 @@ static wan_status tile_alloc(vae_dec *d, tile_ctx *t, vbuf *v)
             hmax = n > hmax ? n : hmax;
         }
     for (int k = 0; k < 4; k++)
-        if (!ensure(&d->run, &v[k], k < 2 ? vmax : hmax))
+        if (!host_ensure(&d->run, &v[k], k < 2 ? vmax : hmax))
             return d->run.err->code;
     t->vprev = v[0].d, t->vcur = v[1].d, t->hprev = v[2].d, t->hcur = v[3].d;
     return WAN_OK;
@@ -968,8 +1152,11 @@ static wan_status decode_tiled(vae_dec *d, const vae_tiling *tl, const vae_sink 
                 rc = decode_chunk(d, k, y0, x0, imin(tl->lt_h, d->h - y0), imin(tl->lt_w, d->w - x0), &cur);
                 if (rc == WAN_OK && (cur.h != t.rows.o[i] || cur.w != t.cols.o[j] || cur.c != t.oc))
                     rc = wan_err(r->err, WAN_ERR_INTERNAL, "VAE: tile (%d, %d) decoded to %dx%d", i, j, cur.h, cur.w);
-                for (int f = 0; f < cur.n && rc == WAN_OK; f++)
-                    tile_frame(&t, i, j, first_frame(d, k) + f, act_data(r, &cur) + (size_t)f * act_fsize(&cur));
+                float *B = NULL;
+                if (rc == WAN_OK && !(B = chunk_frames(r, &cur)))
+                    rc = r->err->code;
+                for (int f = 0; rc == WAN_OK && f < cur.n; f++)
+                    tile_frame(&t, i, j, first_frame(d, k) + f, B + (size_t)f * act_fsize(&cur));
                 if (rc == WAN_OK)
                     rc = progress(d);
             }
@@ -1006,11 +1193,10 @@ typedef struct vae_threads {
     int omp, blas;
 } vae_threads;
 
-static vae_threads threads_enter(vae_run *r, int n)
+static vae_threads threads_enter(int n)
 {
     vae_threads t = { omp_get_max_threads(), openblas_get_num_threads() };
-    r->nt = n > 0 ? n : t.omp;
-    omp_set_num_threads(r->nt);
+    omp_set_num_threads(n > 0 ? n : t.omp);
     openblas_set_num_threads(1);
     return t;
 }
@@ -1128,7 +1314,7 @@ static wan_status decode_items(vae_dec *d, const wan_host_tensor *z, wan_vae_fra
             rc = decode_tiled(d, &tl, &s);
         } else {
             vbuf v = { 0 };
-            rc = ensure(r, &v, item) ? WAN_OK : r->err->code;
+            rc = host_ensure(r, &v, item) ? WAN_OK : r->err->code;
             vae_sink s = { .base = v.d, .fs = (size_t)3 * H * W, .cs = (size_t)H * W, .row = (size_t)W };
             if (rc == WAN_OK)
                 rc = decode_tiled(d, &tl, &s);
@@ -1143,9 +1329,20 @@ static wan_status decode_items(vae_dec *d, const wan_host_tensor *z, wan_vae_fra
     return WAN_OK;
 }
 
-static wan_status decode_impl(const wan_model_t *model, const wan_host_tensor *z, const wan_vae_params *prm,
-                              wan_vae_frame_fn on_frame, void *user, float *out, wan_vae_debug_fn dbg,
-                              void *dbg_user, wan_error *err)
+/* The caller's backend, or (be NULL) a "cpu" table made for this call in *own (wan_backend_free it after). */
+static wan_status backend_for(wan_backend *be, int n_threads, wan_backend **use, wan_backend **own, wan_error *err)
+{
+    *own = NULL, *use = be;
+    if (be)
+        return WAN_OK;
+    wan_status rc = wan_backend_cpu_create(n_threads, own, err);
+    *use = *own;
+    return rc;
+}
+
+static wan_status decode_impl(const wan_model_t *model, wan_backend *be, const wan_host_tensor *z,
+                              const wan_vae_params *prm, wan_vae_frame_fn on_frame, void *user, float *out,
+                              wan_vae_debug_fn dbg, void *dbg_user, wan_error *err)
 {
     wan_vae_params defaults = wan_vae_default_params();
     vae_dec d = { .prm = prm ? prm : &defaults };
@@ -1155,12 +1352,15 @@ static wan_status decode_impl(const wan_model_t *model, const wan_host_tensor *z
         rc = check_input(z, "z", d.cfg->z_dim, err);
     if (rc != WAN_OK)
         return rc;
+    wan_backend *own = NULL;
     vae_plan *plan = wan_malloc(sizeof *plan);
     if (!plan)
         return wan_err(err, WAN_ERR_NOMEM, "VAE: out of memory");
     rc = plan_decoder(d.cfg, plan, err);
     if (rc == WAN_OK)
-        rc = run_init(&d.run, ws, plan, err);
+        rc = backend_for(be, d.prm->n_threads, &be, &own, err);
+    if (rc == WAN_OK)
+        rc = run_init(&d.run, be, ws, plan, err);
     if (rc == WAN_OK) {
         d.p = d.cfg->patch_size > 1 ? d.cfg->patch_size : 1;
         d.up = 1 << (d.cfg->n_dim_mult - 1);
@@ -1181,12 +1381,15 @@ static wan_status decode_impl(const wan_model_t *model, const wan_host_tensor *z
         run_reset_cache(&d.run);
     }
     if (rc == WAN_OK) {
-        vae_threads th = threads_enter(&d.run, d.prm->n_threads);
-        rc = decode_items(&d, z, on_frame, user, out);
+        vae_threads th = threads_enter(d.prm->n_threads);
+        rc = weights_prepare(&d.run);
+        if (rc == WAN_OK)
+            rc = decode_items(&d, z, on_frame, user, out);
         threads_leave(th);
     }
     if (d.run.slots)
         run_free(&d.run);
+    wan_backend_free(own);
     wan_free(plan);
     return rc;
 }
@@ -1197,7 +1400,15 @@ wan_status wan_vae_decode_debug(const wan_model_t *model, const wan_host_tensor 
 {
     if (!on_frame)
         return wan_err(err, WAN_ERR_INVALID_ARG, "VAE: on_frame is NULL");
-    return decode_impl(model, z, p, on_frame, user, NULL, dbg, dbg_user, err);
+    return decode_impl(model, NULL, z, p, on_frame, user, NULL, dbg, dbg_user, err);
+}
+
+wan_status wan_vae_decode_be(const wan_model_t *model, wan_backend *be, const wan_host_tensor *z,
+                             const wan_vae_params *p, wan_vae_frame_fn on_frame, void *user, wan_error *err)
+{
+    if (!on_frame)
+        return wan_err(err, WAN_ERR_INVALID_ARG, "VAE: on_frame is NULL");
+    return decode_impl(model, be, z, p, on_frame, user, NULL, NULL, NULL, err);
 }
 
 wan_status wan_vae_decode_frames(const wan_model_t *model, const wan_host_tensor *z,
@@ -1205,7 +1416,7 @@ wan_status wan_vae_decode_frames(const wan_model_t *model, const wan_host_tensor
                                  char *errbuf, size_t errlen)
 {
     wan_error err = { 0 };
-    wan_status rc = wan_vae_decode_debug(model, z, params, on_frame, user, NULL, NULL, &err);
+    wan_status rc = wan_vae_decode_be(model, NULL, z, params, on_frame, user, &err);
     wan_err_copy(&err, errbuf, errlen);
     return rc;
 }
@@ -1233,7 +1444,7 @@ wan_status wan_vae_decode(const wan_model_t *model, const wan_host_tensor *z, co
     }
     if (rc == WAN_OK) {
         frame_copy fc = { .out = out.data, .F = (int)out.shape[2] };
-        rc = decode_impl(model, z, params, copy_frame, &fc, out.data, NULL, NULL, &err);
+        rc = decode_impl(model, NULL, z, params, copy_frame, &fc, out.data, NULL, NULL, &err);
     }
     if (rc == WAN_OK)
         *sample = out;
@@ -1250,9 +1461,11 @@ static wan_status encode_gather(vae_run *r, const float *x, int F, int H, int W,
                                 vae_act *cur)
 {
     const int cin = 3 * p * p, hp = H / p, wp = W / p;
-    if (!ensure(r, &r->bufs[0], (size_t)n * cin * hp * wp))
+    const size_t total = (size_t)n * cin * hp * wp;
+    float *h = ensure(r, &r->bufs[0], total) ? host_for(r, r->bufs[0].d, total) : NULL;
+    if (!h)
         return r->err->code;
-    float *dst = r->bufs[0].d;
+    float *dst = h;
     for (int t = 0; t < n; t++)
         for (int cp = 0; cp < cin; cp++) {
             int c = cp / (p * p), col = cp % (p * p) / p, row = cp % p;
@@ -1261,6 +1474,7 @@ static wan_status encode_gather(vae_run *r, const float *x, int F, int H, int W,
                 for (int xx = 0; xx < wp; xx++)
                     *dst++ = src[(size_t)(y * p + row) * W + xx * p + col];
         }
+    to_backend(r, r->bufs[0].d, h, total);
     swap_to(cur, 0, cin, n, hp, wp);
     return WAN_OK;
 }
@@ -1275,23 +1489,31 @@ static wan_status encode_item(vae_run *r, const wan_vae_config *c, const float *
     run_reset_cache(r);
     for (int k = 0; tout < Tl && rc == WAN_OK; k++) {
         vae_act cur;
+        conv_w cw;
         rc = encode_gather(r, x, F, H, W, p, k ? 1 + fpc * (k - 1) : 0, k ? fpc : 1, &cur);
         r->chunk = k;
         if (rc == WAN_OK)
             rc = run_plan(r, &cur, k == 0);
         /* quant_conv, only its first z output channels (the mean) */
         if (rc == WAN_OK)
-            rc = load_conv(r, &r->w, &r->b, "", "quant_conv", 2 * z, 2 * z, 1, 1, 5);
-        int A = (cur.bi + 1) % 3;
-        size_t hw = (size_t)cur.h * cur.w;
-        if (rc == WAN_OK && !ensure(r, &r->bufs[A], (size_t)z * hw))
-            rc = r->err->code;
+            rc = load_conv(r, 0, "", "quant_conv", 2 * z, 2 * z, 1, 1, 5, &cw);
+        if (rc != WAN_OK)
+            break;
+        const int A = (cur.bi + 1) % 3;
+        const size_t hw = (size_t)cur.h * cur.w;
+        if (!ensure(r, &r->bufs[A], (size_t)z * hw))
+            return r->err->code;
         wan_conv_geom g = wan_conv_geom_make(2 * z, z, cur.h, cur.w, 1, 1, 1, 0);
-        for (int t = 0; t < cur.n && tout < Tl && rc == WAN_OK; t++, tout++) {
+        for (int t = 0; rc == WAN_OK && t < cur.n && tout < Tl; t++, tout++) {
             const float *tap = act_data(r, &cur) + (size_t)t * act_fsize(&cur);
-            rc = conv_run(r, &g, 1, r->w.d, r->b.d, &tap, r->bufs[A].d);
-            for (int ch = 0; ch < z && rc == WAN_OK; ch++)
-                memcpy(mean + ((size_t)ch * Tl + tout) * hw, r->bufs[A].d + ch * hw, hw * sizeof(float));
+            r->be->conv2d_taps(r->be, &g, 1, cw.w, cw.b, &tap, r->bufs[A].d);
+            const float *m = to_host(r, r->bufs[A].d, (size_t)z * hw);
+            if (!m || be_status(r, 1) != WAN_OK) {
+                rc = r->err->code;
+                break;
+            }
+            for (int ch = 0; ch < z; ch++)
+                memcpy(mean + ((size_t)ch * Tl + tout) * hw, m + ch * hw, hw * sizeof(float));
         }
     }
     return rc;
@@ -1303,38 +1525,48 @@ static wan_status encode_check(vae_run *r, const wan_vae_config *c)
     r->dry = 1;
     wan_status rc = run_plan(r, &cur, 1);
     if (rc == WAN_OK)
-        rc = load_conv(r, &r->w, &r->b, "", "quant_conv", 2 * c->z_dim, 2 * c->z_dim, 1, 1, 5);
+        rc = load_conv(r, 0, "", "quant_conv", 2 * c->z_dim, 2 * c->z_dim, 1, 1, 5, NULL);
     r->dry = 0;
     return rc;
 }
 
-wan_status wan_vae_encode(const wan_model_t *model, const wan_host_tensor *x, const wan_vae_params *params,
-                          wan_host_tensor *latent_mean, char *errbuf, size_t errlen)
+/* Checks x against the encoder's config; sets *s to the spatial factor. */
+static wan_status encode_check_input(const wan_vae_config *c, const wan_host_tensor *x, int *s, wan_error *err)
 {
-    wan_error err = { 0 };
+    const int p = c->patch_size > 1 ? c->patch_size : 1;
+    if (c->in_channels != 3 * p * p)
+        return wan_err(err, WAN_ERR_UNSUPPORTED, "VAE: in_channels %d is not 3 x patch %d^2", c->in_channels, p);
+    wan_status rc = check_input(x, "x", 3, err);
+    *s = (1 << (c->n_dim_mult - 1)) * p;
+    if (rc == WAN_OK && (x->shape[3] % *s || x->shape[4] % *s))
+        rc = wan_err(err, WAN_ERR_INVALID_ARG, "VAE: x is %lldx%lld pixels; the encoder needs multiples of %d",
+                     (long long)x->shape[3], (long long)x->shape[4], *s);
+    return rc;
+}
+
+wan_status wan_vae_encode_be(const wan_model_t *model, wan_backend *be, const wan_host_tensor *x,
+                             const wan_vae_params *params, wan_host_tensor *latent_mean, wan_error *err)
+{
     wan_vae_params defaults = wan_vae_default_params();
     const wan_vae_params *prm = params ? params : &defaults;
     const wan_vae_config *c = NULL;
     const wan_st_set *ws;
-    wan_status rc = latent_mean ? vae_of(model, &c, &ws, &err)
-                                : wan_err(&err, WAN_ERR_INVALID_ARG, "VAE: latent_mean is NULL");
-    const int p = rc == WAN_OK && c->patch_size > 1 ? c->patch_size : 1;
-    if (rc == WAN_OK && c->in_channels != 3 * p * p)
-        rc = wan_err(&err, WAN_ERR_UNSUPPORTED, "VAE: in_channels %d is not 3 x patch %d^2", c->in_channels, p);
+    int s = 1;
+    wan_status rc = latent_mean ? vae_of(model, &c, &ws, err)
+                                : wan_err(err, WAN_ERR_INVALID_ARG, "VAE: latent_mean is NULL");
     if (rc == WAN_OK)
-        rc = check_input(x, "x", 3, &err);
-    const int s = rc == WAN_OK ? (1 << (c->n_dim_mult - 1)) * p : 1;
-    if (rc == WAN_OK && (x->shape[3] % s || x->shape[4] % s))
-        rc = wan_err(&err, WAN_ERR_INVALID_ARG, "VAE: x is %lldx%lld pixels; the encoder needs multiples of %d",
-                     (long long)x->shape[3], (long long)x->shape[4], s);
+        rc = encode_check_input(c, x, &s, err);
     vae_plan *plan = rc == WAN_OK ? wan_malloc(sizeof *plan) : NULL;
     if (rc == WAN_OK && !plan)
-        rc = wan_err(&err, WAN_ERR_NOMEM, "VAE: out of memory");
+        rc = wan_err(err, WAN_ERR_NOMEM, "VAE: out of memory");
     if (rc == WAN_OK)
-        rc = plan_encoder(c, plan, &err);
+        rc = plan_encoder(c, plan, err);
+    wan_backend *own = NULL;
+    if (rc == WAN_OK)
+        rc = backend_for(be, prm->n_threads, &be, &own, err);
     vae_run r = { 0 };
     if (rc == WAN_OK)
-        rc = run_init(&r, ws, plan, &err);
+        rc = run_init(&r, be, ws, plan, err);
     if (rc == WAN_OK)
         rc = encode_check(&r, c);
     wan_host_tensor out = { .dtype = WAN_DTYPE_F32, .ndim = 5 };
@@ -1345,12 +1577,13 @@ wan_status wan_vae_encode(const wan_model_t *model, const wan_host_tensor *x, co
         snprintf(out.name, sizeof out.name, "latent_dist_mean");
         out.data = wan_malloc((size_t)wan_host_tensor_numel(&out) * sizeof(float));
         if (!out.data)
-            rc = wan_err(&err, WAN_ERR_NOMEM, "VAE: out of memory");
+            rc = wan_err(err, WAN_ERR_NOMEM, "VAE: out of memory");
     }
     if (rc == WAN_OK) {
-        vae_threads th = threads_enter(&r, prm->n_threads);
+        vae_threads th = threads_enter(prm->n_threads);
         const int64_t B = x->shape[0], F = x->shape[2], H = x->shape[3], W = x->shape[4];
         const size_t item = (size_t)wan_host_tensor_numel(&out) / (size_t)B;
+        rc = weights_prepare(&r);
         for (int64_t b = 0; b < B && rc == WAN_OK; b++)
             rc = encode_item(&r, c, (const float *)x->data + (size_t)b * 3 * F * H * W, (int)F, (int)H, (int)W,
                              (int)out.shape[2], (float *)out.data + b * item);
@@ -1358,11 +1591,20 @@ wan_status wan_vae_encode(const wan_model_t *model, const wan_host_tensor *x, co
     }
     if (r.slots)
         run_free(&r);
+    wan_backend_free(own);
     wan_free(plan);
     if (rc == WAN_OK)
         *latent_mean = out;
     else
         wan_free(out.data);
+    return rc;
+}
+
+wan_status wan_vae_encode(const wan_model_t *model, const wan_host_tensor *x, const wan_vae_params *params,
+                          wan_host_tensor *latent_mean, char *errbuf, size_t errlen)
+{
+    wan_error err = { 0 };
+    wan_status rc = wan_vae_encode_be(model, NULL, x, params, latent_mean, &err);
     wan_err_copy(&err, errbuf, errlen);
     return rc;
 }

@@ -3,6 +3,7 @@
 #ifndef WAN_VAE_H
 #define WAN_VAE_H
 
+#include "backend.h"
 #include "core.h"
 #include "safetensors.h"
 
@@ -33,5 +34,23 @@ typedef void (*wan_vae_debug_fn)(const char *stage, int chunk, const float *x, i
 wan_status wan_vae_decode_debug(const wan_model_t *model, const wan_host_tensor *z, const wan_vae_params *p,
                                 wan_vae_frame_fn on_frame, void *user, wan_vae_debug_fn dbg, void *dbg_user,
                                 wan_error *err);
+
+/* wan_vae_decode_frames on backend `be` (NULL: a "cpu" table made for the call, with params->n_threads).
+ * z is host memory, frames reach on_frame on the host exactly as from wan_vae_decode_frames (tiled or not,
+ * clamped, in order); activations, caches and weights live in backend memory: the weights are converted to
+ * f32 once per call (and, on a device, uploaded once), every chunk reuses the same buffers, and finished
+ * frames are downloaded chunk by chunk. The caller keeps ownership of be: the call allocates its buffers with
+ * be->alloc and frees them before returning, and leaves be without a pending error (a backend failure is
+ * returned, prefixed "VAE: "). With a caller's backend the ops use be->n_threads (CPU) and params->n_threads
+ * only sizes the host-side OpenMP loops. Errors: as wan_vae_decode_frames, plus the backend's
+ * (WAN_ERR_NOMEM for device memory, WAN_ERR_INTERNAL for a failed launch). Thread-safety: one call at a
+ * time per backend; the model may be shared. */
+wan_status wan_vae_decode_be(const wan_model_t *model, wan_backend *be, const wan_host_tensor *z,
+                             const wan_vae_params *p, wan_vae_frame_fn on_frame, void *user, wan_error *err);
+
+/* wan_vae_encode on backend `be` (NULL: a "cpu" table made for the call); x and *latent_mean are host
+ * memory, ownership and errors as wan_vae_encode and wan_vae_decode_be. */
+wan_status wan_vae_encode_be(const wan_model_t *model, wan_backend *be, const wan_host_tensor *x,
+                             const wan_vae_params *params, wan_host_tensor *latent_mean, wan_error *err);
 
 #endif /* WAN_VAE_H */

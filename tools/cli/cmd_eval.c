@@ -30,7 +30,8 @@
 
 static const char k_usage[] =
     "usage: wan eval --model DIR [--prompts FILE] [--limit N] [--lang en|zh] [--size WxH] [--frames N]\n"
-    "                [--steps N] [--cfg X] [--cfg2 X] [--threads N] [--save DIR] [--strip OUT.png]\n"
+    "                [--steps N] [--cfg X] [--cfg2 X] [--threads N] [--device cpu|cuda|cuda:N] [--save DIR]\n"
+    "                [--strip OUT.png]\n"
     "                [--only I,J,...] [--min ATTR=X]... [--probe-only DIR] [--quiet]\n"
     "\n"
     "Generates the prompts of a shapes-world prompt list (default: DIR/eval_prompts.tsv, written by\n"
@@ -330,7 +331,7 @@ static int list_load(const char *path, eval_list *l, char *err, size_t errlen)
  * Running */
 
 typedef struct eval_args {
-    const char *model, *prompts, *lang, *save, *strip, *probe_only, *only;
+    const char *model, *prompts, *lang, *save, *strip, *probe_only, *only, *device;
     int limit, threads, quiet, n_mins;
     int width, height, frames, steps;
     double cfg, cfg2;
@@ -365,6 +366,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
         else if (!strcmp(k, "--prompts")) a->prompts = v;
         else if (!strcmp(k, "--lang")) a->lang = v;
         else if (!strcmp(k, "--save")) a->save = v;
+        else if (!strcmp(k, "--device")) a->device = v;
         else if (!strcmp(k, "--strip")) a->strip = v;
         else if (!strcmp(k, "--probe-only")) a->probe_only = v;
         else if (!strcmp(k, "--only")) {
@@ -622,6 +624,7 @@ static int run_eval(const eval_args *a, const eval_list *l, wan_model_t *m)
     gp.guidance_scale = a->cfg >= 0 ? a->cfg : l->cfg;
     gp.guidance_scale_2 = a->cfg2 >= 0 ? a->cfg2 : l->cfg2;
     gp.n_threads = a->threads;
+    gp.device = a->device;
     eval_run run = { .nt = 0 };
     run.strip_row_bytes = (size_t)gp.num_frames * gp.height * gp.width * 3;
     if (a->strip && !(run.strip = malloc(6 * run.strip_row_bytes))) {

@@ -16,7 +16,7 @@ static const char k_usage[] =
     "                    [--shift X] [--sampler unipc|euler|dpm++] [--seed N] [--fps N] [--crf N]\n"
     "                    [-o OUT] [--latents IN.safetensors] [--dump-steps OUT.safetensors] [--threads N]\n"
     "                    [--lora FILE[:STRENGTH][@high|@low|@both]]... [--lora-mode runtime|merge|merge-f32]\n"
-    "                    [--quiet]\n"
+    "                    [--device cpu|cuda|cuda:N] [--quiet]\n"
     "\n"
     "OUT by extension: .mp4 (H.264), .webm (VP9), .webp, .gif, .safetensors (`frames` U8 [F,H,W,3]),\n"
     "no extension: a folder of PNG frames. Default: out.mp4. A JSON sidecar OUT.json records the run.\n"
@@ -25,7 +25,9 @@ static const char k_usage[] =
     "--lora adds an adapter (diffusers/PEFT, original/ComfyUI or kohya keys) at STRENGTH (default 1) to the\n"
     "high-noise expert (default, as diffusers' load_lora_weights), the low-noise one or both; repeatable.\n"
     "--lora-mode runtime (default) adds the low-rank terms on the fly; merge/merge-f32 merge them into copies\n"
-    "of the weights. Lightning-style distilled LoRAs: --steps 4 --cfg 1 --sampler euler --shift 5.\n";
+    "of the weights. Lightning-style distilled LoRAs: --steps 4 --cfg 1 --sampler euler --shift 5.\n"
+    "--device runs the transformer and the sampler on the CPU (default) or a GPU (a `make cuda` build; one\n"
+    "expert resident at a time; LoRAs must be merged there); text encoding and decoding stay on the CPU.\n";
 
 static wan_ctx_t *volatile g_ctx;
 static volatile sig_atomic_t g_interrupted;
@@ -234,6 +236,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
         else if (!strcmp(k, "--crf")) ok = parse_int(v, &a->crf) && a->crf >= 0 && a->crf <= 51;
         else if (!strcmp(k, "--lora")) ok = cli_lora_add(&a->loras, v);
         else if (!strcmp(k, "--lora-mode")) ok = cli_lora_mode(v, &a->p.lora_mode);
+        else if (!strcmp(k, "--device")) a->p.device = v, ok = *v != 0;
         else if (!strcmp(k, "--seed")) {
             char *end;
             errno = 0;

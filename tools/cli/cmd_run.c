@@ -12,7 +12,8 @@ static const struct {
     { "text-encoder", cmd_run_text_encoder,
       "text-encoder --model PATH --in IN.safetensors --out OUT.safetensors   umT5: input_ids -> last_hidden_state" },
     { "transformer", cmd_run_transformer,
-      "transformer --model PATH [--expert high|low] --in IN.safetensors --out OUT.safetensors [--threads N]   "
+      "transformer --model PATH [--expert high|low] --in IN.safetensors --out OUT.safetensors [--threads N] "
+      "[--device cpu|cuda|cuda:N]   "
       "DiT: hidden_states, timestep, encoder_hidden_states -> sample" },
     { "video", cmd_run_video,
       "video --in IN.safetensors --out OUT.mp4|.webm|.webp|.gif|DIR [--fps N] [--crf N]   "

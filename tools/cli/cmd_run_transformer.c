@@ -11,19 +11,20 @@ static int usage(FILE *f)
 {
     fprintf(f,
             "usage: wan run transformer --model DIR [--expert high|low] --in IN.safetensors --out OUT.safetensors\n"
-            "                           [--threads N]\n"
+            "                           [--threads N] [--device cpu|cuda|cuda:N]\n"
             "  --model    a pipeline folder, a transformer component folder, or an original Wan expert folder\n"
             "  --expert   high: `transformer` (default), low: `transformer_2`\n"
             "  --in       hidden_states F32 [B,C,F,H,W], timestep [B] or [B,tokens] (any int or float dtype),\n"
             "             encoder_hidden_states [B,L,text_dim]\n"
             "  --out      writes sample F32 [B,C,F,H,W]\n"
-            "  --threads  worker threads (default: all)\n");
+            "  --threads  worker threads (default: all)\n"
+            "  --device   where the forward runs: cpu (default), cuda or cuda:N (a `make cuda` build)\n");
     return f == stdout ? 0 : 2;
 }
 
 int cmd_run_transformer(int argc, char **argv)
 {
-    const char *model_dir = NULL, *in = NULL, *outp = NULL, *expert_s = "high";
+    const char *model_dir = NULL, *in = NULL, *outp = NULL, *expert_s = "high", *device = NULL;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -38,6 +39,7 @@ int cmd_run_transformer(int argc, char **argv)
         else if (!strcmp(a, "--in")) in = v;
         else if (!strcmp(a, "--out")) outp = v;
         else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--device")) device = v;
         else {
             fprintf(stderr, "wan run transformer: unknown option %s\n", a);
             return usage(stderr);
@@ -67,7 +69,7 @@ int cmd_run_transformer(int argc, char **argv)
         rc = wan_safetensors_read(in, "encoder_hidden_states", WAN_DTYPE_F32, &ctx, err, sizeof err);
     double t0 = cli_now_s();
     if (rc == WAN_OK)
-        rc = wan_transformer_forward(m, expert, &x, &t, &ctx, &out, threads, err, sizeof err);
+        rc = wan_transformer_forward_device(device, m, expert, &x, &t, &ctx, &out, threads, err, sizeof err);
     double dt = cli_now_s() - t0;
     if (rc == WAN_OK)
         rc = wan_safetensors_write(outp, &out, 1, err, sizeof err);

@@ -588,6 +588,7 @@ static wan_generate_params gen_params(const srv_store *s, const srv_job *j, run_
         g.sampler = p->sampler;
     g.seed = p->seed;
     g.n_threads = s->cfg->n_threads;
+    g.device = s->cfg->device;
     g.progress = on_progress;
     g.progress_user = r;
     return g;
@@ -612,7 +613,9 @@ static int run_job(srv_store *s, srv_job *j, wan_ctx_t *ctx)
     } else {
         g.loras = uses;
         g.n_loras = j->params.n_loras;
-        g.lora_mode = WAN_LORA_RUNTIME; /* the shared mapped weights stay untouched */
+        /* the shared mapped weights stay untouched either way; a GPU takes merged copies only */
+        const char *d = s->cfg->device;
+        g.lora_mode = !d || !*d || !strcmp(d, "cpu") ? WAN_LORA_RUNTIME : WAN_LORA_MERGE;
         rc = wan_generate(ctx, &g, &v);
     }
     char err[512] = "";

@@ -485,7 +485,9 @@ static void usage(FILE *f)
             "  --max-prompt N       bytes of a prompt (default 8192)\n"
             "  --max-body N         bytes of a request body (default 1048576)\n"
             "  --workers N          jobs generated at a time (default 1)\n"
-            "  --threads N          threads per job (default: all cores)\n");
+            "  --threads N          threads per job (default: all cores)\n"
+            "  --device D           where jobs run the transformer and sampler: cpu (default), cuda, cuda:N\n"
+            "                       (a `make cuda` build; request LoRAs are then merged per job)\n");
 }
 
 static int read_key_file(const char *path, char *buf, size_t len)
@@ -539,6 +541,8 @@ static int parse_args(int argc, char **argv, srv_config *cfg, char *keybuf, size
             cfg->model_dir = v;
         else if (!strcmp(a, "--host"))
             cfg->host = v;
+        else if (!strcmp(a, "--device"))
+            cfg->device = v;
         else if (!strcmp(a, "--data-dir"))
             cfg->data_dir = v;
         else if (!strcmp(a, "--lora-dir")) {
@@ -655,6 +659,11 @@ int cmd_serve(int argc, char **argv)
 
     int rc = 1;
     wan_model_t *model = NULL;
+    char dev[160];
+    if (wan_device_check(sv.cfg.device, dev, sizeof dev, err, sizeof err) != WAN_OK) {
+        fprintf(stderr, "wan serve: --device %s: %s\n", sv.cfg.device, err);
+        goto out;
+    }
     if (wan_model_load(sv.cfg.model_dir, NULL, &model, err, sizeof err) != WAN_OK) {
         fprintf(stderr, "wan serve: %s\n", err);
         goto out;

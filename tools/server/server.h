@@ -62,6 +62,7 @@ typedef struct srv_config {
     int n_threads;            /* threads per job (0: OpenMP default)                        */
     int max_connections;
     const char *lora_dir;     /* folder of LoRA adapters requests may name; NULL: none      */
+    const char *device;       /* compute device of every job (NULL: cpu), see wan_generate_params */
 } srv_config;
 
 /* loras.c: the adapters of --lora-dir, each loaded on first use and kept for the server's life
