@@ -79,7 +79,9 @@ struct wan_backend {
                    float *y, int64_t ldy);
     /* out[i, n·hd + d] = sum_j softmax_j(scale·<q_i, k_j>)·v[j, n·hd + d] per head n < heads, no mask
      * (cpu/attention.h): self-attention (Lk = Lq, q and k already normed and RoPE'd) and cross-attention
-     * over the text rows (Lk = Lt). Never forms the Lq x Lk score matrix. Lk >= 1. */
+     * over the text rows (Lk = Lt). Never forms the Lq x Lk score matrix. Lk >= 1. CUDA: head dims 64 and 128
+     * run on bf16 tensor cores (q, k, v and the probabilities rounded to bf16, f32 accumulation) unless
+     * WAN_CUDA_ATTN=f32; other head dims (<= 256) always in f32. */
     void (*attention)(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                       int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale);
     /* y[l] = ((x[l] - mean)/sqrt(var + eps)·w + b)·(1 + scale_l) + shift_l over D floats (wan_cpu_layernorm):

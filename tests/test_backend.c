@@ -10,7 +10,9 @@
  * - DEV_TOL 2e-5: f32 device ops against the CPU ops: both round in f32, in different orders (tree reductions,
  *   cuBLAS blocking), and CUDA's expf/rsqrtf differ from glibc's by an ulp or two.
  * - BF16_TOL 1e-2: cuBLASLt's bf16 GEMM rounds the activations to bf16 (relative error 2^-9 each) before
- *   multiplying, which the CPU does not; over K terms the error stays about 2^-9 of the result's scale.
+ *   multiplying, which the CPU does not; over K terms the error stays about 2^-9 of the result's scale. The CUDA
+ *   attention of head dims 64 and 128 (the bf16 tensor-core kernel) likewise rounds q, k, v and the
+ *   probabilities to bf16: same bound.
  * - exact (0): classifier-free guidance and the sampler updates are a few f32 operations per element in a fixed
  *   order, evaluated without FMA contraction on both sides, so they must agree bit for bit. */
 #include "test.h"
@@ -217,12 +219,12 @@ static void run_attention(wan_backend *be, void **p, const opcase *c)
     be->attention(be, p[0], ld, p[1], ld, p[2], ld, p[3], ld, Lq, Lk, (int)H, (int)hd, c->f[0]);
 }
 
-static void case_attention(harness *h, int rep)
+/* One attention case. Head dims 64 and 128 take the CUDA backend's bf16 tensor-core kernel (BF16_TOL), the others
+ * its f32 kernel. */
+static void attention_case(harness *h, int64_t Lq, int64_t Lk, int64_t H, int64_t hd)
 {
-    static const int hds[4] = { 32, 128, 40, 8 };
-    opcase c = { .run = run_attention, .tol_dev = DEV_TOL };
-    const int64_t Lq = irand(&h->r, 1, 70), Lk = rep == 1 ? irand(&h->r, 1, 12) : irand(&h->r, 1, 150);
-    const int64_t H = irand(&h->r, 1, 3), hd = hds[rep % 4], ld = H * hd + irand(&h->r, 0, 4);
+    opcase c = { .run = run_attention, .tol_dev = hd == 64 || hd == 128 ? BF16_TOL : DEV_TOL };
+    const int64_t ld = H * hd + irand(&h->r, 0, 4);
     c.f[0] = (float)(1.0 / sqrt((double)hd));
     snprintf(c.name, sizeof c.name, "attention Lq%lld Lk%lld heads%lld hd%lld", (long long)Lq, (long long)Lk,
              (long long)H, (long long)hd);
@@ -253,6 +255,22 @@ static void case_attention(harness *h, int rep)
     free(s);
     memcpy(c.i, (int64_t[]){ Lq, Lk, H, hd, ld }, 5 * sizeof(int64_t));
     finish(h, &c);
+}
+
+/* Two cases per repeat: a head dim of the f32 kernel (32, 40, 8, 96) and one of the bf16 kernel (128, 64), whose
+ * shapes cover its 128-query and 64-key tiles: several of each with ragged last ones (reps 0, 3), single partial
+ * tiles (rep 1), and cross-attention over 512 text rows (rep 2). */
+static void case_attention(harness *h, int rep)
+{
+    static const int hds[4] = { 32, 40, 8, 96 };
+    const int64_t Lq = irand(&h->r, 1, 70), Lk = rep == 1 ? irand(&h->r, 1, 12) : irand(&h->r, 1, 150);
+    attention_case(h, Lq, Lk, irand(&h->r, 1, 3), hds[rep]);
+    switch (rep) {
+    case 0: attention_case(h, irand(&h->r, 130, 190), irand(&h->r, 65, 127), 2, 128); break;
+    case 1: attention_case(h, irand(&h->r, 1, 20), irand(&h->r, 1, 12), irand(&h->r, 1, 3), 64); break;
+    case 2: attention_case(h, irand(&h->r, 1, 70), 512, irand(&h->r, 1, 3), 128); break;
+    default: attention_case(h, irand(&h->r, 129, 256), irand(&h->r, 129, 319), 2, 64); break;
+    }
 }
 
 static void run_layernorm(wan_backend *be, void **p, const opcase *c)

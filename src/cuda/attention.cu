@@ -1,17 +1,23 @@
 /* attention.cu — attention on the GPU (UNVALIDATED, docs/CUDA.md).
  *
- * cu_attention: flash-style multi-head attention, f32, no score matrix. A block owns FA_BQ queries of one head
- * (FA_WARPS warps x FA_QW queries each) and walks the keys in tiles of FA_BK = 32 held in shared memory with the
- * block's queries. Within a warp, lane j scores key j of the tile against the warp's FA_QW queries (q read by
- * broadcast, K padded by one float per row so that the 32 lanes hit 32 banks), the running max and sum are
- * warp reductions (online softmax, exp2 with the scale·log2(e) folded into q), and for the output each lane
- * owns head dims lane + 32t (t < DPL), taking the tile's probabilities by shuffle. hd <= 32·DPL <= 256.
- * This is the f32 SIMT kernel (version 2 of dev/cuda/attention_forward.cu); a bf16 tensor-core version is the
- * next workbench step.
+ * cu_attention, head dims 64 and 128 (the Wan models'): the bf16 tensor-core flash kernel of flash_bf16.cuh
+ * (FlashAttention-2 work split, mma.sync m16n8k16 with f32 accumulation, online softmax, no score matrix). K and V
+ * are first rounded to bf16 into scratch, [head][key][hd], for as many heads at a time as fit the scratch target;
+ * q is rounded (times scale·log2(e)) as each block loads it. Results differ from the f32 path by bf16 rounding
+ * (about 1e-3 of the output's scale).
+ *
+ * cu_attention, any other head dim <= 256, or every head dim with WAN_CUDA_ATTN=f32: flash-style f32 SIMT kernel,
+ * no score matrix. A block owns FA_BQ queries of one head (FA_WARPS warps x FA_QW queries each) and walks the keys
+ * in tiles of FA_BK = 32 held in shared memory with the block's queries. Within a warp, lane j scores key j of the
+ * tile against the warp's FA_QW queries (q read by broadcast, K padded by one float per row so that the 32 lanes
+ * hit 32 banks), the running max and sum are warp reductions (online softmax, exp2 with the scale·log2(e) folded
+ * into q), and for the output each lane owns head dims lane + 32t (t < DPL), taking the tile's probabilities by
+ * shuffle. hd <= 32·DPL <= 256. (Versions 2 and 3 of dev/cuda/attention_forward.cu are these two kernels.)
  *
  * cu_attention_frame (the VAE's single-head attention over a frame's pixels, head dim = channels up to 1024):
  * blocks of query rows through cuBLAS: S = scale·QᵀK into scratch, a row softmax kernel, O = V·Sᵀ. */
 #include "cuda_common.cuh"
+#include "flash_bf16.cuh"
 
 #include <float.h>
 #include <math.h>
@@ -130,17 +136,54 @@ static void launch_flash(wan_backend *be, const float *q, int64_t ldq, const flo
     cu_check(be, "flash attention kernel");
 }
 
+/* The bf16 tensor-core path (hd 64 or 128): heads in groups whose bf16 K and V fit the scratch target. */
+template <class C>
+static void attention_bf16(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
+                           int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, float qscale)
+{
+    const size_t per_head = (size_t)Lk * C::HD * 2 * sizeof(__nv_bfloat16); /* K and V of one head */
+    int nh = (int)(CU_SCRATCH_TARGET / per_head);
+    nh = nh < 1 ? 1 : nh > heads ? heads : nh;
+    const int groups = (heads + nh - 1) / nh;
+    nh = (heads + groups - 1) / groups; /* as even as possible: no small last wave of a whole group */
+    __nv_bfloat16 *kb = (__nv_bfloat16 *)cu_scratch(be, per_head * (size_t)nh);
+    if (!kb)
+        return;
+    __nv_bfloat16 *vb = kb + (size_t)nh * Lk * C::HD;
+    const cudaStream_t st = cu_of(be)->stream;
+    for (int h0 = 0; h0 < heads; h0 += nh) {
+        const int n = heads - h0 < nh ? heads - h0 : nh;
+        cudaError_t e = fa_kv_to_bf16(k, ldk, v, ldv, Lk, C::HD, h0, n, kb, vb, st);
+        if (e == cudaSuccess)
+            e = fa_launch<C>(q, ldq, kb, vb, out, ldo, Lq, Lk, h0, n, qscale, st);
+        if (e != cudaSuccess) {
+            wan_backend_fail(be, WAN_ERR_INTERNAL, "bf16 flash attention (head dim %d, heads %d..%d): %s", C::HD, h0,
+                             h0 + n - 1, cudaGetErrorString(e));
+            return;
+        }
+    }
+}
+
 void cu_attention(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                   int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale)
 {
     if (!cu_begin(be) || Lq < 1)
         return;
-    if (Lk < 1 || hd < 1 || hd > 256 || heads < 1 || heads > 65535 || (Lq + FA_BQ - 1) / FA_BQ > INT32_MAX) {
-        wan_backend_fail(be, WAN_ERR_UNSUPPORTED, "attention: Lk %lld, heads %d, head dim %d (supported: Lk >= 1, "
-                         "head dim <= 256)", (long long)Lk, heads, hd);
+    if (Lk < 1 || hd < 1 || hd > 256 || heads < 1 || heads > 65535 || (Lq + FA_BQ - 1) / FA_BQ > INT32_MAX ||
+        Lk > INT32_MAX) {
+        wan_backend_fail(be, WAN_ERR_UNSUPPORTED, "attention: Lq %lld, Lk %lld, heads %d, head dim %d (supported: "
+                         "1 <= Lk < 2^31, head dim <= 256)", (long long)Lq, (long long)Lk, heads, hd);
         return;
     }
-    const float qs = scale * 1.4426950408889634f; /* log2(e): the kernel uses exp2 */
+    const float qs = scale * 1.4426950408889634f; /* log2(e): the kernels use exp2 */
+    if (!cu_of(be)->attn_f32 && hd == 128) {
+        attention_bf16<fa_cfg_hd128>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, qs);
+        return;
+    }
+    if (!cu_of(be)->attn_f32 && hd == 64) {
+        attention_bf16<fa_cfg_hd64>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, qs);
+        return;
+    }
     switch ((hd + 31) / 32) {
     case 1: launch_flash<1>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;
     case 2: launch_flash<2>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;

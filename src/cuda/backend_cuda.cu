@@ -207,6 +207,8 @@ wan_status wan_backend_cuda_create(int dev, wan_backend **out, wan_error *err)
     s->sm_count = prop.multiProcessorCount;
     const char *g = getenv("WAN_CUDA_GEMM");
     s->gemm_f32 = g && !strcmp(g, "f32");
+    const char *a = getenv("WAN_CUDA_ATTN");
+    s->attn_f32 = a && !strcmp(a, "f32");
     const char *what = NULL;
     if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess)
         what = "cudaStreamCreate";
@@ -224,8 +226,9 @@ wan_status wan_backend_cuda_create(int dev, wan_backend **out, wan_error *err)
     }
     fill_table(be);
     be->n_threads = 1;
-    snprintf(be->device, sizeof be->device, "%.64s, sm_%d%d, %zu MiB, %d SMs%s", prop.name, prop.major, prop.minor,
-             prop.totalGlobalMem >> 20, prop.multiProcessorCount, s->gemm_f32 ? ", f32 GEMM" : "");
+    snprintf(be->device, sizeof be->device, "%.64s, sm_%d%d, %zu MiB, %d SMs%s%s", prop.name, prop.major,
+             prop.minor, prop.totalGlobalMem >> 20, prop.multiProcessorCount, s->gemm_f32 ? ", f32 GEMM" : "",
+             s->attn_f32 ? ", f32 attention" : "");
     *out = be;
     return WAN_OK;
 }

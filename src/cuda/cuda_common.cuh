@@ -30,6 +30,7 @@ typedef struct cu_state {
     void *scratch;           /* grow-only                                                      */
     size_t scratch_bytes;
     int gemm_f32;            /* WAN_CUDA_GEMM=f32: BF16 weights converted to f32 tiles, sgemm   */
+    int attn_f32;            /* WAN_CUDA_ATTN=f32: the f32 SIMT attention for every head dim     */
 } cu_state;
 
 static inline cu_state *cu_of(wan_backend *be) { return (cu_state *)be->impl; }
