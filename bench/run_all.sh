@@ -2,7 +2,7 @@
 # Builds and runs every benchmark, wan.c beside its reference, with modest sizes (a few minutes on 2 cores).
 # Usage: bench/run_all.sh [--full] [--threads N]   (from the repository root)
 #   --full   the sizes of docs/PERFORMANCE.md: GEMM at 1,560 tokens, the A14B-width transformer with 2 layers
-#            and 1,560 tokens in f32 and bf16 (needs ~10 GB of memory and tens of minutes on 2 cores)
+#            at 1,560 and 6,240 tokens in f32 and bf16 (needs ~10 GB of memory and tens of minutes on 2 cores)
 # Leaves OPENBLAS_CORETYPE as the environment has it. Logs go to stdout.
 set -e
 full=0
@@ -25,8 +25,10 @@ if [ $full = 1 ]; then
     echo "== gemm (1,560 tokens)"
     "$B/bench/gemm" --threads "$threads" --m 1560 --reps 2
     for dt in f32 bf16; do
-        echo "== transformer (A14B width, 2 layers, 1,560 tokens, $dt weights)"
-        "$B/bench/transformer" --preset a14b --threads "$threads" --dtype $dt
+        echo "== transformer (A14B width, 2 layers, 1,560 tokens, $dt weights, best of 2)"
+        "$B/bench/transformer" --preset a14b --threads "$threads" --dtype $dt --reps 2
+        echo "== transformer (A14B width, 2 layers, 6,240 tokens, $dt weights)"
+        "$B/bench/transformer" --preset a14b --grid 4,30,52 --threads "$threads" --dtype $dt
     done
 else
     echo "== gemm (390 tokens)"

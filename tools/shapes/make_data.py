@@ -54,9 +54,16 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "shapes"))
     ap.add_argument("--variants", type=int, default=8)
     ap.add_argument("--prompts", default=os.path.join(HERE, "eval_prompts.tsv"))
+    ap.add_argument("--radius", default=None, help="LO,HI: the shapes' half-size range (default %s)" % (world.RADIUS,))
+    ap.add_argument("--travel", default=None, help="LO,HI: a moving shape's displacement range (default %s)"
+                    % (world.TRAVEL,))
     ap.add_argument("--prompts-only", action="store_true", help="only write the prompt list")
     args = ap.parse_args()
 
+    if args.radius:
+        world.RADIUS = tuple(float(v) for v in args.radius.split(","))
+    if args.travel:
+        world.TRAVEL = tuple(float(v) for v in args.travel.split(","))
     t0 = time.time()
     train, heldout = world.split_combos()
     if args.prompts_only:

@@ -428,15 +428,19 @@ def main():
     ap.add_argument("--resume", default=None, help="start stage 3 from this model folder (use with --load-vae)")
     ap.add_argument("--only-vae", action="store_true", help="stop after stage 2 (a pilot of the VAE)")
     ap.add_argument("--load-vae", default=None, help="skip stage 2: load the VAE + latents saved by --save-vae")
+    ap.add_argument("--batch", type=int, default=32, help="clips per transformer training step")
+    ap.add_argument("--patch", default="1,2,2", help="the transformers' patch_size (frames, height, width)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (results depend on the count)")
     args = ap.parse_args()
 
+    DIT_CFG["patch_size"] = [int(v) for v in args.patch.split(",")]
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     clock = Clock()
     import diffusers
     import transformers
     log(f"[versions] torch {torch.__version__}, diffusers {diffusers.__version__}, "
-        f"transformers {transformers.__version__}; 1 thread")
+        f"transformers {transformers.__version__}; {args.threads} thread(s)")
     log(f"[config] vae {VAE_CFG}\n[config] text {TEXT_CFG}\n[config] transformer {DIT_CFG}")
     log(f"[config] steps: vae {args.vae_image_steps} image + {args.vae_video_steps} video, base {args.base_steps}, experts {args.expert_steps} each")
 
@@ -500,15 +504,15 @@ def main():
     log(f"[config] text encoder {sum(p.numel() for p in text_encoder.parameters())} parameters (vocab {vocab}), "
         f"transformer {sum(p.numel() for p in base.parameters())}")
     train_dit("base", base, text_encoder, tokens, x0_all, captions, args.base_steps, (0.0, 1.0), seed_base, 5e-4,
-              True)
+              True, batch=args.batch)
     clock.lap("base transformer + text encoder")
 
     u_b = u_of_sigma(BOUNDARY)
     t_high = train_dit("high", copy.deepcopy(base), text_encoder, tokens, x0_all, captions, args.expert_steps,
-                       (u_b, 1.0), SEED_HIGH, 2e-4, False)
+                       (u_b, 1.0), SEED_HIGH, 2e-4, False, batch=args.batch)
     clock.lap("high-noise expert")
     t_low = train_dit("low", copy.deepcopy(base), text_encoder, tokens, x0_all, captions, args.expert_steps,
-                      (0.0, u_b), SEED_LOW, 2e-4, False)
+                      (0.0, u_b), SEED_LOW, 2e-4, False, batch=args.batch)
     clock.lap("low-noise expert")
 
     save_pipeline(args.out, tok_dir, text_encoder, vae, t_high, t_low)

@@ -36,6 +36,8 @@ ZH_MOTION = {"left": "向左移动", "right": "向右移动", "up": "向上移�
 
 # Clip geometry: 64x64, 9 frames (4k+1: 3 latent frames of the Wan2.1 VAE), 16 fps.
 HEIGHT, WIDTH, FRAMES = 64, 64, 9
+RADIUS = (8.0, 11.0)   # half-size of the shape (px), uniform in this range
+TRAVEL = (18.0, 26.0)  # total displacement over the clip (px) of a moving shape, uniform in this range
 MARGIN = 3             # the shape never comes closer than this to the border (the probe reads the border)
 SUPERSAMPLE = 4        # anti-aliasing: coverage on a 4x finer grid
 
@@ -107,8 +109,8 @@ def _coverage(shape, cx, cy, r, H, W):
 
 def render(shape, colour, bg, motion, rng, H=HEIGHT, W=WIDTH, F=FRAMES):
     """One clip, uint8 [F, H, W, 3], with a random size, start position and speed drawn from `rng`."""
-    r = rng.uniform(8.0, 11.0)
-    dist = rng.uniform(18.0, 26.0)  # total displacement over the clip
+    r = rng.uniform(*RADIUS)
+    dist = rng.uniform(*TRAVEL)  # total displacement over the clip
     dx, dy = {"left": (-dist, 0), "right": (dist, 0), "up": (0, -dist), "down": (0, dist), "still": (0, 0)}[motion]
     ext = 1.1 * r + MARGIN
     x0 = rng.uniform(ext + max(0.0, -dx), W - ext - max(0.0, dx))
