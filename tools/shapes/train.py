@@ -428,6 +428,10 @@ def main():
     ap.add_argument("--resume", default=None, help="start stage 3 from this model folder (use with --load-vae)")
     ap.add_argument("--only-vae", action="store_true", help="stop after stage 2 (a pilot of the VAE)")
     ap.add_argument("--load-vae", default=None, help="skip stage 2: load the VAE + latents saved by --save-vae")
+    ap.add_argument("--keep-experts", action="store_true",
+                    help="with --resume: start each expert from its own saved weights, not from the base")
+    ap.add_argument("--high-steps", type=int, default=None, help="steps of the high-noise expert (default --expert-steps)")
+    ap.add_argument("--low-steps", type=int, default=None, help="steps of the low-noise expert (default --expert-steps)")
     ap.add_argument("--batch", type=int, default=32, help="clips per transformer training step")
     ap.add_argument("--patch", default="1,2,2", help="the transformers' patch_size (frames, height, width)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (results depend on the count)")
@@ -498,6 +502,7 @@ def main():
         sd = [load_file(os.path.join(args.resume, d, "diffusion_pytorch_model.safetensors"))
               for d in ("transformer", "transformer_2")]
         base.load_state_dict({k: 0.5 * (sd[0][k] + sd[1][k]) for k in sd[0]})
+        resumed_experts = sd
         seed_base = SEED_BASE + 1
         log(f"[resume] text encoder and the mean of both experts from {args.resume}")
     check_compression(base, text_encoder, tokens)
@@ -508,10 +513,17 @@ def main():
     clock.lap("base transformer + text encoder")
 
     u_b = u_of_sigma(BOUNDARY)
-    t_high = train_dit("high", copy.deepcopy(base), text_encoder, tokens, x0_all, captions, args.expert_steps,
+    high_steps = args.expert_steps if args.high_steps is None else args.high_steps
+    low_steps = args.expert_steps if args.low_steps is None else args.low_steps
+    start_high, start_low = copy.deepcopy(base), copy.deepcopy(base)
+    if args.resume and args.keep_experts:
+        start_high.load_state_dict(resumed_experts[0])
+        start_low.load_state_dict(resumed_experts[1])
+        log("[resume] each expert starts from its own saved weights")
+    t_high = train_dit("high", start_high, text_encoder, tokens, x0_all, captions, high_steps,
                        (u_b, 1.0), SEED_HIGH, 2e-4, False, batch=args.batch)
     clock.lap("high-noise expert")
-    t_low = train_dit("low", copy.deepcopy(base), text_encoder, tokens, x0_all, captions, args.expert_steps,
+    t_low = train_dit("low", start_low, text_encoder, tokens, x0_all, captions, low_steps,
                       (0.0, u_b), SEED_LOW, 2e-4, False, batch=args.batch)
     clock.lap("low-noise expert")
 
