@@ -30,6 +30,12 @@ size_t cli_utf8_invalid_at(const char *s, size_t n);
 char *cli_json_escape(const char *s);
 /* Seconds on the monotonic clock, for timing a command. */
 double cli_now_s(void);
+/* Parses a subcommand's `--key value` options, plus --help/-h (prints `usage` to stdout) and, when quiet is
+ * not NULL, the flag --quiet (sets *quiet). Each pair goes to set(key, value, user), which returns 1 (taken),
+ * 0 (bad value) or -1 (unknown option); errors are printed as "<cmd>: ...". Returns 0, 1 (help printed) or 2
+ * (bad usage). */
+int cli_parse_opts(int argc, char **argv, const char *cmd, const char *usage, int *quiet,
+                   int (*set)(const char *key, const char *val, void *user), void *user);
 /* Formats bytes as "1.23 GiB" into buf. */
 const char *cli_bytes(int64_t n, char *buf, size_t len);
 

@@ -75,6 +75,37 @@ char *cli_json_escape(const char *s)
     return o;
 }
 
+int cli_parse_opts(int argc, char **argv, const char *cmd, const char *usage, int *quiet,
+                   int (*set)(const char *key, const char *val, void *user), void *user)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *k = argv[i];
+        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (quiet && !strcmp(k, "--quiet")) {
+            *quiet = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "%s: %s needs a value\n\n%s", cmd, k, usage);
+            return 2;
+        }
+        const char *v = argv[++i];
+        const int r = set(k, v, user);
+        if (r < 0) {
+            fprintf(stderr, "%s: unknown option '%s'\n\n%s", cmd, k, usage);
+            return 2;
+        }
+        if (r == 0) {
+            fprintf(stderr, "%s: bad value '%s' for %s\n", cmd, v, k);
+            return 2;
+        }
+    }
+    return 0;
+}
+
 double cli_now_s(void)
 {
     struct timespec ts;

@@ -344,63 +344,51 @@ typedef struct tally {
     int n, ok[N_ATTR];
 } tally;
 
+/* One option of `wan eval` (cli_parse_opts): 1 taken, 0 bad value, -1 unknown. */
+static int set_opt(const char *k, const char *v, void *user)
+{
+    eval_args *a = user;
+    int ok = 1;
+    if (!strcmp(k, "--model")) a->model = v;
+    else if (!strcmp(k, "--prompts")) a->prompts = v;
+    else if (!strcmp(k, "--lang")) a->lang = v;
+    else if (!strcmp(k, "--save")) a->save = v;
+    else if (!strcmp(k, "--device")) a->device = v;
+    else if (!strcmp(k, "--strip")) a->strip = v;
+    else if (!strcmp(k, "--probe-only")) a->probe_only = v;
+    else if (!strcmp(k, "--only")) {
+        a->only = v;
+        ok = *v && strspn(v, "0123456789,") == strlen(v);
+    }
+    else if (!strcmp(k, "--limit")) ok = sscanf(v, "%d", &a->limit) == 1 && a->limit > 0;
+    else if (!strcmp(k, "--threads")) ok = sscanf(v, "%d", &a->threads) == 1 && a->threads >= 0;
+    else if (!strcmp(k, "--size")) ok = sscanf(v, "%dx%d", &a->width, &a->height) == 2 && a->width > 0 && a->height > 0;
+    else if (!strcmp(k, "--frames")) ok = sscanf(v, "%d", &a->frames) == 1 && a->frames > 0;
+    else if (!strcmp(k, "--steps")) ok = sscanf(v, "%d", &a->steps) == 1 && a->steps > 0;
+    else if (!strcmp(k, "--cfg")) ok = sscanf(v, "%lf", &a->cfg) == 1 && a->cfg >= 0;
+    else if (!strcmp(k, "--cfg2")) ok = sscanf(v, "%lf", &a->cfg2) == 1 && a->cfg2 >= 0;
+    else if (!strcmp(k, "--min")) {
+        char name[32];
+        double x;
+        int j = 0;
+        ok = a->n_mins < MAX_MINS && sscanf(v, "%31[a-z]=%lf", name, &x) == 2;
+        while (ok && j < N_ATTR && strcmp(name, k_attr[j]))
+            j++;
+        ok = ok && j < N_ATTR;
+        if (ok) {
+            a->min_attr[a->n_mins] = j;
+            a->min_value[a->n_mins++] = x;
+        }
+    } else
+        return -1;
+    return ok;
+}
+
 static int parse_args(int argc, char **argv, eval_args *a)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i];
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            fputs(k_usage, stdout);
-            return 1;
-        }
-        if (!strcmp(k, "--quiet")) {
-            a->quiet = 1;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "wan eval: %s needs a value\n\n%s", k, k_usage);
-            return 2;
-        }
-        const char *v = argv[++i];
-        int ok = 1;
-        if (!strcmp(k, "--model")) a->model = v;
-        else if (!strcmp(k, "--prompts")) a->prompts = v;
-        else if (!strcmp(k, "--lang")) a->lang = v;
-        else if (!strcmp(k, "--save")) a->save = v;
-        else if (!strcmp(k, "--device")) a->device = v;
-        else if (!strcmp(k, "--strip")) a->strip = v;
-        else if (!strcmp(k, "--probe-only")) a->probe_only = v;
-        else if (!strcmp(k, "--only")) {
-            a->only = v;
-            ok = *v && strspn(v, "0123456789,") == strlen(v);
-        }
-        else if (!strcmp(k, "--limit")) ok = sscanf(v, "%d", &a->limit) == 1 && a->limit > 0;
-        else if (!strcmp(k, "--threads")) ok = sscanf(v, "%d", &a->threads) == 1 && a->threads >= 0;
-        else if (!strcmp(k, "--size")) ok = sscanf(v, "%dx%d", &a->width, &a->height) == 2 && a->width > 0 && a->height > 0;
-        else if (!strcmp(k, "--frames")) ok = sscanf(v, "%d", &a->frames) == 1 && a->frames > 0;
-        else if (!strcmp(k, "--steps")) ok = sscanf(v, "%d", &a->steps) == 1 && a->steps > 0;
-        else if (!strcmp(k, "--cfg")) ok = sscanf(v, "%lf", &a->cfg) == 1 && a->cfg >= 0;
-        else if (!strcmp(k, "--cfg2")) ok = sscanf(v, "%lf", &a->cfg2) == 1 && a->cfg2 >= 0;
-        else if (!strcmp(k, "--min")) {
-            char name[32];
-            double x;
-            int j = 0;
-            ok = a->n_mins < MAX_MINS && sscanf(v, "%31[a-z]=%lf", name, &x) == 2;
-            while (ok && j < N_ATTR && strcmp(name, k_attr[j]))
-                j++;
-            ok = ok && j < N_ATTR;
-            if (ok) {
-                a->min_attr[a->n_mins] = j;
-                a->min_value[a->n_mins++] = x;
-            }
-        } else {
-            fprintf(stderr, "wan eval: unknown option '%s'\n\n%s", k, k_usage);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "wan eval: bad value '%s' for %s\n", v, k);
-            return 2;
-        }
-    }
+    const int r = cli_parse_opts(argc, argv, "wan eval", k_usage, &a->quiet, set_opt, a);
+    if (r)
+        return r;
     if (!a->model) {
         fprintf(stderr, "wan eval: --model is required\n\n%s", k_usage);
         return 2;

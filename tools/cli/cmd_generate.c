@@ -198,64 +198,52 @@ typedef struct gen_args {
     cli_loras loras;
 } gen_args;
 
-/* Parses argv into a; returns 0 on success, 2 on bad usage (message printed). */
+/* One option of `wan generate` (cli_parse_opts): 1 taken, 0 bad value, -1 unknown. */
+static int set_opt(const char *k, const char *v, void *user)
+{
+    gen_args *a = user;
+    int ok = 1;
+    if (!strcmp(k, "--model")) a->model = v;
+    else if (!strcmp(k, "--prompt")) a->prompt = v;
+    else if (!strcmp(k, "--prompt-file")) a->prompt_file = v;
+    else if (!strcmp(k, "--negative-prompt")) a->negative = v, a->have_negative = 1;
+    else if (!strcmp(k, "-o") || !strcmp(k, "--output")) a->out = v;
+    else if (!strcmp(k, "--latents")) a->latents = v;
+    else if (!strcmp(k, "--prompt-embeds")) a->embeds = v;
+    else if (!strcmp(k, "--dump-steps")) a->dump = v;
+    else if (!strcmp(k, "--size")) ok = sscanf(v, "%dx%d", &a->p.width, &a->p.height) == 2 && a->p.width > 0 && a->p.height > 0;
+    else if (!strcmp(k, "--frames")) ok = parse_int(v, &a->p.num_frames), a->frames_given = 1;
+    else if (!strcmp(k, "--steps")) ok = parse_int(v, &a->p.steps), a->steps_given = 1;
+    else if (!strcmp(k, "--cfg")) ok = parse_double(v, &a->p.guidance_scale) && a->p.guidance_scale >= 0;
+    else if (!strcmp(k, "--cfg2")) ok = parse_double(v, &a->p.guidance_scale_2) && a->p.guidance_scale_2 >= 0;
+    else if (!strcmp(k, "--shift")) ok = parse_double(v, &a->p.shift) && a->p.shift > 0;
+    else if (!strcmp(k, "--threads")) ok = parse_int(v, &a->p.n_threads) && a->p.n_threads >= 0;
+    else if (!strcmp(k, "--fps")) ok = parse_int(v, &a->fps) && a->fps > 0;
+    else if (!strcmp(k, "--crf")) ok = parse_int(v, &a->crf) && a->crf >= 0 && a->crf <= 51;
+    else if (!strcmp(k, "--lora")) ok = cli_lora_add(&a->loras, v);
+    else if (!strcmp(k, "--lora-mode")) ok = cli_lora_mode(v, &a->p.lora_mode);
+    else if (!strcmp(k, "--device")) a->p.device = v, ok = *v != 0;
+    else if (!strcmp(k, "--seed")) {
+        char *end;
+        errno = 0;
+        a->p.seed = strtoull(v, &end, 10);
+        ok = !errno && !*end && end != v && v[0] != '-';
+    } else if (!strcmp(k, "--sampler")) {
+        if (!strcmp(v, "unipc")) a->p.sampler = WAN_SCHEDULER_UNIPC;
+        else if (!strcmp(v, "euler")) a->p.sampler = WAN_SCHEDULER_EULER;
+        else if (!strcmp(v, "dpm++") || !strcmp(v, "dpmpp")) a->p.sampler = WAN_SCHEDULER_DPMPP;
+        else ok = 0;
+    } else
+        return -1;
+    return ok;
+}
+
+/* Parses argv into a; returns 0 on success, 1 after --help, 2 on bad usage (message printed). */
 static int parse_args(int argc, char **argv, gen_args *a)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i];
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            fputs(k_usage, stdout);
-            return 1;
-        }
-        if (!strcmp(k, "--quiet")) {
-            a->quiet = 1;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "wan generate: %s needs a value\n\n%s", k, k_usage);
-            return 2;
-        }
-        const char *v = argv[++i];
-        int ok = 1;
-        if (!strcmp(k, "--model")) a->model = v;
-        else if (!strcmp(k, "--prompt")) a->prompt = v;
-        else if (!strcmp(k, "--prompt-file")) a->prompt_file = v;
-        else if (!strcmp(k, "--negative-prompt")) a->negative = v, a->have_negative = 1;
-        else if (!strcmp(k, "-o") || !strcmp(k, "--output")) a->out = v;
-        else if (!strcmp(k, "--latents")) a->latents = v;
-        else if (!strcmp(k, "--prompt-embeds")) a->embeds = v;
-        else if (!strcmp(k, "--dump-steps")) a->dump = v;
-        else if (!strcmp(k, "--size")) ok = sscanf(v, "%dx%d", &a->p.width, &a->p.height) == 2 && a->p.width > 0 && a->p.height > 0;
-        else if (!strcmp(k, "--frames")) ok = parse_int(v, &a->p.num_frames), a->frames_given = 1;
-        else if (!strcmp(k, "--steps")) ok = parse_int(v, &a->p.steps), a->steps_given = 1;
-        else if (!strcmp(k, "--cfg")) ok = parse_double(v, &a->p.guidance_scale) && a->p.guidance_scale >= 0;
-        else if (!strcmp(k, "--cfg2")) ok = parse_double(v, &a->p.guidance_scale_2) && a->p.guidance_scale_2 >= 0;
-        else if (!strcmp(k, "--shift")) ok = parse_double(v, &a->p.shift) && a->p.shift > 0;
-        else if (!strcmp(k, "--threads")) ok = parse_int(v, &a->p.n_threads) && a->p.n_threads >= 0;
-        else if (!strcmp(k, "--fps")) ok = parse_int(v, &a->fps) && a->fps > 0;
-        else if (!strcmp(k, "--crf")) ok = parse_int(v, &a->crf) && a->crf >= 0 && a->crf <= 51;
-        else if (!strcmp(k, "--lora")) ok = cli_lora_add(&a->loras, v);
-        else if (!strcmp(k, "--lora-mode")) ok = cli_lora_mode(v, &a->p.lora_mode);
-        else if (!strcmp(k, "--device")) a->p.device = v, ok = *v != 0;
-        else if (!strcmp(k, "--seed")) {
-            char *end;
-            errno = 0;
-            a->p.seed = strtoull(v, &end, 10);
-            ok = !errno && !*end && end != v && v[0] != '-';
-        } else if (!strcmp(k, "--sampler")) {
-            if (!strcmp(v, "unipc")) a->p.sampler = WAN_SCHEDULER_UNIPC;
-            else if (!strcmp(v, "euler")) a->p.sampler = WAN_SCHEDULER_EULER;
-            else if (!strcmp(v, "dpm++") || !strcmp(v, "dpmpp")) a->p.sampler = WAN_SCHEDULER_DPMPP;
-            else ok = 0;
-        } else {
-            fprintf(stderr, "wan generate: unknown option '%s'\n\n%s", k, k_usage);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "wan generate: bad value '%s' for %s\n", v, k);
-            return 2;
-        }
-    }
+    const int r = cli_parse_opts(argc, argv, "wan generate", k_usage, &a->quiet, set_opt, a);
+    if (r)
+        return r;
     if (!a->model) {
         fprintf(stderr, "wan generate: --model is required\n\n%s", k_usage);
         return 2;
