@@ -68,6 +68,9 @@ void wan_test_register(const char *name, const char *file, wan_test_fn fn);
 /* Path of a fixture file: tests/fixtures/<rel> relative to the repository root (the tests run from
  * there; WAN_FIXTURES overrides the folder). */
 const char *wan_test_fixture(const char *rel);
+/* Reads tensor `name` of fixture file `rel` (under the fixtures root) as `dtype` into *t (the caller frees it
+ * with wan_host_tensor_free); prints the reader's message and returns 0 on failure, 1 on success. */
+int wan_test_read(const char *rel, const char *name, wan_dtype dtype, wan_host_tensor *t);
 
 /* Compares two float arrays; prints "name: max abs X, max rel Y (tol Z)" and returns 1 when
  * max|a-b| <= tol_rel * max|ref|. */

@@ -25,6 +25,16 @@ const char *wan_test_fixture(const char *rel)
     return b;
 }
 
+int wan_test_read(const char *rel, const char *name, wan_dtype dtype, wan_host_tensor *t)
+{
+    char err[512];
+    if (wan_safetensors_read(wan_test_fixture(rel), name, dtype, t, err, sizeof err) != WAN_OK) {
+        printf("    %s\n", err);
+        return 0;
+    }
+    return 1;
+}
+
 int wan_test_compare(const char *name, const float *got, const float *ref, size_t n, double tol_rel)
 {
     double max_abs = 0, max_ref = 0, max_rel = 0;

@@ -46,13 +46,9 @@ static wan_model_t *load(const char *rel)
 
 static int read_ref(const char *file, const char *name, wan_host_tensor *t)
 {
-    char err[512], rel[128];
+    char rel[128];
     snprintf(rel, sizeof rel, "vae/%s.safetensors", file);
-    if (wan_safetensors_read(wan_test_fixture(rel), name, WAN_DTYPE_F32, t, err, sizeof err) != WAN_OK) {
-        printf("    %s\n", err);
-        return 0;
-    }
-    return 1;
+    return wan_test_read(rel, name, WAN_DTYPE_F32, t);
 }
 
 /* Copies t[:, :, :n] (axis 2 of a 5-D tensor) into a new tensor. */

@@ -45,13 +45,9 @@ static int collect(int b, int f, const float *rgb, int h, int w, void *user)
 
 static int read_fixture(const char *file, const char *name, wan_host_tensor *t)
 {
-    char err[512], rel[128];
+    char rel[128];
     snprintf(rel, sizeof rel, "vae/%s.safetensors", file);
-    if (wan_safetensors_read(wan_test_fixture(rel), name, WAN_DTYPE_F32, t, err, sizeof err) != WAN_OK) {
-        printf("    %s\n", err);
-        return 0;
-    }
-    return 1;
+    return wan_test_read(rel, name, WAN_DTYPE_F32, t);
 }
 
 static wan_vae_params case_params(const vae_case *c)
