@@ -232,27 +232,7 @@ static void attention_case(harness *h, int64_t Lq, int64_t Lk, int64_t H, int64_
     const float *v = rnd(h, &c, (size_t)(Lk * ld));
     rnd(h, &c, (size_t)(Lq * ld));
     float *o = ref_of(&c, 3);
-    double *s = malloc((size_t)Lk * sizeof(double));
-    for (int64_t n = 0; n < H; n++)
-        for (int64_t i = 0; i < Lq; i++) {
-            double mx = -INFINITY, sum = 0.0;
-            for (int64_t j = 0; j < Lk; j++) {
-                double d = 0.0;
-                for (int64_t e = 0; e < hd; e++)
-                    d += (double)q[i * ld + n * hd + e] * k[j * ld + n * hd + e];
-                s[j] = d * c.f[0];
-                mx = s[j] > mx ? s[j] : mx;
-            }
-            for (int64_t j = 0; j < Lk; j++)
-                sum += s[j] = exp(s[j] - mx);
-            for (int64_t e = 0; e < hd; e++) {
-                double a = 0.0;
-                for (int64_t j = 0; j < Lk; j++)
-                    a += s[j] * v[j * ld + n * hd + e];
-                o[i * ld + n * hd + e] = (float)(a / sum);
-            }
-        }
-    free(s);
+    wan_test_naive_attention(q, ld, k, ld, v, ld, o, ld, Lq, Lk, (int)H, (int)hd, c.f[0]);
     memcpy(c.i, (int64_t[]){ Lq, Lk, H, hd, ld }, 5 * sizeof(int64_t));
     finish(h, &c);
 }

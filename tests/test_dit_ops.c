@@ -87,8 +87,7 @@ TEST(dit_ops_linear)
     CHECK(ok);
 }
 
-/* Naive attention in double; q/k/v/out with row strides. */
-static void naive_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
+void wan_test_naive_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                             float *out, int64_t ldo, int64_t Lq, int64_t Lk, int H, int hd, double scale)
 {
     double *s = malloc((size_t)Lk * sizeof(double));
@@ -124,7 +123,7 @@ static int attention_case(const char *name, wan_att_tile_fn tile, int64_t Lq, in
     wan_cpu_attention_force_tile(tile);
     wan_cpu_attention(q, ld, k, ld, v, ld, o, ld, Lq, Lk, H, hd, scale, scratch, 2);
     wan_cpu_attention_force_tile(NULL);
-    naive_attention(q, ld, k, ld, v, ld, ref, ld, Lq, Lk, H, hd, scale);
+    wan_test_naive_attention(q, ld, k, ld, v, ld, ref, ld, Lq, Lk, H, hd, scale);
     int ok = wan_test_compare(name, o, ref, (size_t)(Lq * ld), OPS_TOL);
     wan_free(q), wan_free(k), wan_free(v), wan_free(o), wan_free(ref), wan_free(scratch);
     return ok;
