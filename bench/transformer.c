@@ -4,11 +4,13 @@
  *
  *   bench/transformer [--preset a14b|5b|tiny] [--dim D --heads H --ffn F --layers N --text-dim T]
  *                     [--grid F,H,W] [--text-len Lt] [--threads N] [--dtype bf16|f32] [--reps R] [--no-ref]
+ *                     [--linear auto|blas|packed]  (the path of wan_cpu_linear: AUTO, or one forced for comparison)
  *                     [--python PATH]
  * Build and run: see bench/README.md. */
 #define _POSIX_C_SOURCE 200809L
 #include "backend.h"
 #include "core.h"
+#include "cpu/gemm.h"
 #include "dit.h"
 
 #include <math.h>
@@ -186,7 +188,12 @@ static int parse(bench_opts *o, int argc, char **argv)
         else if (!strcmp(a, "--reps")) o->reps = atoi(v);
         else if (!strcmp(a, "--python")) o->python = v;
         else if (!strcmp(a, "--dtype")) o->dtype = !strcmp(v, "f32") ? WAN_DTYPE_F32 : WAN_DTYPE_BF16;
-        else if (!strcmp(a, "--grid")) {
+        else if (!strcmp(a, "--linear")) {
+            if (!strcmp(v, "auto")) wan_cpu_linear_set_mode(WAN_LINEAR_AUTO);
+            else if (!strcmp(v, "blas")) wan_cpu_linear_set_mode(WAN_LINEAR_BLAS);
+            else if (!strcmp(v, "packed")) wan_cpu_linear_set_mode(WAN_LINEAR_PACKED);
+            else return 0;
+        } else if (!strcmp(a, "--grid")) {
             if (sscanf(v, "%d,%d,%d", &o->grid[0], &o->grid[1], &o->grid[2]) != 3) return 0;
         } else return 0;
     }

@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--radius", default=None, help="LO,HI: the shapes' half-size range (default %s)" % (world.RADIUS,))
     ap.add_argument("--travel", default=None, help="LO,HI: a moving shape's displacement range (default %s)"
                     % (world.TRAVEL,))
+    ap.add_argument("--trail", default=None, help="BACK:ALPHA,...: faint copies behind a moving shape (default none)")
     ap.add_argument("--prompts-only", action="store_true", help="only write the prompt list")
     args = ap.parse_args()
 
@@ -64,6 +65,8 @@ def main():
         world.RADIUS = tuple(float(v) for v in args.radius.split(","))
     if args.travel:
         world.TRAVEL = tuple(float(v) for v in args.travel.split(","))
+    if args.trail:
+        world.TRAIL = tuple(tuple(float(v) for v in part.split(":")) for part in args.trail.split(","))
     t0 = time.time()
     train, heldout = world.split_combos()
     if args.prompts_only:

@@ -347,8 +347,43 @@ class Ema:
             p.copy_(s)
 
 
-def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_range, seed, lr, train_text, batch=32):
+def swapped_motion(cap, lang, rng):
+    """The caption of `cap` (a clips.json entry) in `lang` with its motion replaced by another one, drawn from rng."""
+    other = [m for m in world.MOTIONS if m != cap["motion"]]
+    return world.caption(lang, cap["shape"], cap["colour"], cap["background"], other[int(rng.integers(0, len(other)))])
+
+
+def object_masks(clips, captions, latent_shape, weight):
+    """Per-clip loss weights on the latent grid [N, 1, T, h, w]: `weight` where the object is (pixels that differ
+    from the caption's background, in any video frame the latent frame covers: frame 0, then groups of 4, pooled
+    over each 8x8 block and dilated by one latent pixel), 1 elsewhere; each map scaled to mean 1."""
+    N, _, T_, h, w = latent_shape
+    F_, H, W = clips.shape[1:4]
+    groups = [[0]] + [list(range(1 + 4 * (t - 1), min(F_, 1 + 4 * t))) for t in range(1, T_)]
+    out = np.ones((N, 1, T_, h, w), np.float32)
+    for i in range(N):
+        bg = np.array(world.PALETTE[captions[i]["background"]], np.int32)
+        obj = np.abs(clips[i].astype(np.int32) - bg).sum(-1) > 60  # [F, H, W]
+        for t, frames in enumerate(groups):
+            m = obj[frames].any(0).reshape(h, H // h, w, W // w).any(axis=(1, 3))
+            d = m.copy()
+            d[1:] |= m[:-1]
+            d[:-1] |= m[1:]
+            d[:, 1:] |= m[:, :-1]
+            d[:, :-1] |= m[:, 1:]
+            out[i, 0, t][d] = weight
+        out[i] /= out[i].mean()
+    return torch.from_numpy(out)
+
+
+def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_range, seed, lr, train_text, batch=32,
+              contrast=0.0, margin=0.0, weights=None):
+    """Flow-matching steps on (model, text_encoder). With contrast > 0 each step adds a ranking term: the same
+    x_t is also denoised under its caption with the motion swapped for another one, and every captioned sample
+    pays contrast * max(0, (1 + margin) * loss(true caption) - loss(swapped caption)), so the caption's motion
+    must explain x_t better than a wrong one (the plain loss gives that word almost no gradient)."""
     gen = torch.Generator().manual_seed(seed)
+    crng = np.random.default_rng(seed + 1)
     rng = np.random.default_rng(seed)
     params = list(model.parameters()) + (list(text_encoder.parameters()) if train_text else [])
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
@@ -358,7 +393,7 @@ def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_rang
     text_encoder.requires_grad_(train_text)
     use_compressed_attention(model, True)
     warm = min(200, steps // 10 + 1)
-    avg = None
+    avg, gap, gap_avg = None, 0.0, 0.0
     for step in range(steps):
         idx = torch.from_numpy(rng.integers(0, len(x0_all), batch))
         lang = rng.integers(0, 2, batch)
@@ -374,15 +409,36 @@ def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_rang
             g["lr"] = lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         emb = text_encoder(ids, mask).last_hidden_state
         pred = dit_forward(model, xt, sigma * 1000.0, emb, mask)
-        loss = F.mse_loss(pred, noise - x0)
+        target = noise - x0
+        if weights is None:  # as the committed model was trained (bit for bit)
+            wmap = torch.ones(batch, 1, *x0.shape[2:])
+            loss = F.mse_loss(pred, target)
+        else:
+            wmap = weights[idx]
+            loss = ((pred - target).pow(2) * wmap).mean()
+        keep = np.nonzero(~drop)[0]
+        if contrast > 0 and len(keep):
+            wrong = [swapped_motion(captions[idx[i]], ("en", "zh")[lang[i]], crng) for i in keep]
+            ids2, mask2 = batch_ids(tokens, wrong)
+            emb2 = text_encoder(ids2, mask2).last_hidden_state
+            k = torch.from_numpy(keep)
+            pred2 = dit_forward(model, xt[k], sigma[k] * 1000.0, emb2, mask2)
+            l_true = ((pred[k] - target[k]).pow(2) * wmap[k]).mean(dim=(1, 2, 3, 4))
+            l_wrong = ((pred2 - target[k]).pow(2) * wmap[k]).mean(dim=(1, 2, 3, 4))
+            rank = F.relu((1 + margin) * l_true - l_wrong).mean()
+            gap = (l_wrong - l_true).mean().item()
+            loss = loss + contrast * rank
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update(step)
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+        if contrast > 0:
+            gap_avg = gap if step == 0 else 0.98 * gap_avg + 0.02 * gap
         if step % 100 == 0 or step == steps - 1:
-            log(f"[{name}] step {step:5d}  loss {loss.item():.4f}  avg {avg:.4f}")
+            log(f"[{name}] step {step:5d}  loss {loss.item():.4f}  avg {avg:.4f}"
+                + (f"  wrong-motion gap {gap_avg:.4f}" if contrast > 0 else ""))
     ema.copy_to()
     use_compressed_attention(model, False)
     model.eval()
@@ -434,6 +490,12 @@ def main():
     ap.add_argument("--low-steps", type=int, default=None, help="steps of the low-noise expert (default --expert-steps)")
     ap.add_argument("--batch", type=int, default=32, help="clips per transformer training step")
     ap.add_argument("--patch", default="1,2,2", help="the transformers' patch_size (frames, height, width)")
+    ap.add_argument("--contrast", type=float, default=0.0,
+                    help="weight of the wrong-motion ranking term (0: plain flow matching, as the committed model)")
+    ap.add_argument("--contrast-margin", type=float, default=0.05,
+                    help="relative margin of that term: a wrong motion must cost (1 + margin) x the true loss")
+    ap.add_argument("--object-weight", type=float, default=1.0,
+                    help="loss weight of the latent pixels the object covers, relative to the background (1: plain)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (results depend on the count)")
     args = ap.parse_args()
 
@@ -464,7 +526,14 @@ def main():
     if args.load_vae:
         from diffusers import AutoencoderKLWan
         vae = AutoencoderKLWan.from_pretrained(args.load_vae)
-        mu = torch.load(os.path.join(args.load_vae, "latents.pt"))
+        cached = os.path.join(args.load_vae if args.save_vae is None else args.save_vae, "latents.pt")
+        if os.path.exists(cached):
+            mu = torch.load(cached)
+        else:  # a VAE folder without its latents (e.g. a saved model's vae/): encode the clips once
+            mu = encode_all(vae, clips)
+            if args.save_vae:
+                vae.save_pretrained(args.save_vae)
+                torch.save(mu, cached)
     else:
         vae = train_vae(clips, args.vae_image_steps, args.vae_video_steps)
         clock.lap("vae training")
@@ -484,6 +553,12 @@ def main():
     x0_all = ((mu - mean) / std).contiguous()
     log(f"[vae] latents {tuple(mu.shape)}; per-channel std {[round(v, 3) for v in std.flatten().tolist()]}")
     clock.lap("vae encode")
+
+    weights = None
+    if args.object_weight != 1.0:
+        weights = object_masks(clips, captions, tuple(x0_all.shape), args.object_weight)
+        log(f"[loss] object pixels weigh {args.object_weight}x; object share of the latent "
+            f"{float((weights > 1).float().mean()):.3f}")
 
     from diffusers import WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
@@ -509,7 +584,7 @@ def main():
     log(f"[config] text encoder {sum(p.numel() for p in text_encoder.parameters())} parameters (vocab {vocab}), "
         f"transformer {sum(p.numel() for p in base.parameters())}")
     train_dit("base", base, text_encoder, tokens, x0_all, captions, args.base_steps, (0.0, 1.0), seed_base, 5e-4,
-              True, batch=args.batch)
+              True, batch=args.batch, contrast=args.contrast, margin=args.contrast_margin, weights=weights)
     clock.lap("base transformer + text encoder")
 
     u_b = u_of_sigma(BOUNDARY)
@@ -521,10 +596,12 @@ def main():
         start_low.load_state_dict(resumed_experts[1])
         log("[resume] each expert starts from its own saved weights")
     t_high = train_dit("high", start_high, text_encoder, tokens, x0_all, captions, high_steps,
-                       (u_b, 1.0), SEED_HIGH, 2e-4, False, batch=args.batch)
+                       (u_b, 1.0), SEED_HIGH, 2e-4, False, batch=args.batch,
+                       contrast=args.contrast, margin=args.contrast_margin, weights=weights)
     clock.lap("high-noise expert")
     t_low = train_dit("low", start_low, text_encoder, tokens, x0_all, captions, low_steps,
-                      (0.0, u_b), SEED_LOW, 2e-4, False, batch=args.batch)
+                      (0.0, u_b), SEED_LOW, 2e-4, False, batch=args.batch,
+                      contrast=args.contrast, margin=args.contrast_margin, weights=weights)
     clock.lap("low-noise expert")
 
     save_pipeline(args.out, tok_dir, text_encoder, vae, t_high, t_low)

@@ -40,6 +40,9 @@ RADIUS = (8.0, 11.0)   # half-size of the shape (px), uniform in this range
 TRAVEL = (18.0, 26.0)  # total displacement over the clip (px) of a moving shape, uniform in this range
 MARGIN = 3             # the shape never comes closer than this to the border (the probe reads the border)
 SUPERSAMPLE = 4        # anti-aliasing: coverage on a 4x finer grid
+# Motion trail of a moving shape: faint copies behind it, (offset as a fraction of the total displacement, opacity)
+# each; () draws none. The probe's outline (half contrast) ignores copies fainter than 0.5.
+TRAIL = ()
 
 # Probe thresholds (same numbers in tools/cli/cmd_eval.c).
 PROBE_DIFF = 120       # a pixel is "object" when sum |rgb - background| over channels exceeds this
@@ -121,6 +124,10 @@ def render(shape, colour, bg, motion, rng, H=HEIGHT, W=WIDTH, F=FRAMES):
     for f in range(F):
         a = f / (F - 1)
         cov = _coverage(shape, x0 + a * dx, y0 + a * dy, r, H, W)[..., None]
+        if motion != "still":
+            for back, alpha in TRAIL:
+                ghost = _coverage(shape, x0 + (a - back) * dx, y0 + (a - back) * dy, r, H, W)[..., None]
+                cov = np.maximum(cov, alpha * ghost)
         out[f] = np.clip(np.rint(bgc * (1 - cov) + fg * cov), 0, 255).astype(np.uint8)
     return out
 
