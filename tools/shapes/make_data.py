@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 SEED_RENDER = 7000
 # generation settings of `wan eval` and eval_ref.py (written into eval_prompts.tsv)
-EVAL_SETTINGS = {"size": f"{world.WIDTH}x{world.HEIGHT}", "frames": world.FRAMES, "steps": 20, "cfg": 5.0, "cfg2": 5.0}
+EVAL_SETTINGS = {"steps": 20, "cfg": 5.0, "cfg2": 5.0}  # plus the clip size and frame count of world.py
 
 
 def write_eval_prompts(path, heldout):
@@ -36,7 +36,8 @@ def write_eval_prompts(path, heldout):
         "# prompt<TAB>LANG<TAB>SEED<TAB>SHAPE<TAB>COLOUR<TAB>BACKGROUND<TAB>MOTION<TAB>TEXT",
         "# `setting` lines are the generation defaults (the negative prompt is always empty).",
     ]
-    for k, v in EVAL_SETTINGS.items():
+    settings = {"size": f"{world.WIDTH}x{world.HEIGHT}", "frames": world.FRAMES, **EVAL_SETTINGS}
+    for k, v in settings.items():
         lines.append(f"setting\t{k}\t{v}")
     for name, (r, g, b) in world.PALETTE.items():
         lines.append(f"colour\t{name}\t{r}\t{g}\t{b}")
@@ -57,6 +58,7 @@ def main():
     ap.add_argument("--radius", default=None, help="LO,HI: the shapes' half-size range (default %s)" % (world.RADIUS,))
     ap.add_argument("--travel", default=None, help="LO,HI: a moving shape's displacement range (default %s)"
                     % (world.TRAVEL,))
+    ap.add_argument("--frames", type=int, default=None, help="frames per clip, 4k+1 (default %d)" % world.FRAMES)
     ap.add_argument("--trail", default=None, help="BACK:ALPHA,...: faint copies behind a moving shape (default none)")
     ap.add_argument("--prompts-only", action="store_true", help="only write the prompt list")
     args = ap.parse_args()
@@ -65,6 +67,10 @@ def main():
         world.RADIUS = tuple(float(v) for v in args.radius.split(","))
     if args.travel:
         world.TRAVEL = tuple(float(v) for v in args.travel.split(","))
+    if args.frames:
+        if args.frames % 4 != 1:
+            ap.error("--frames must be 4k+1 (the VAE's temporal compression)")
+        world.FRAMES = args.frames
     if args.trail:
         world.TRAIL = tuple(tuple(float(v) for v in part.split(":")) for part in args.trail.split(","))
     t0 = time.time()

@@ -110,8 +110,10 @@ def _coverage(shape, cx, cy, r, H, W):
     return inside.reshape(H, S, W, S).mean(axis=(1, 3))
 
 
-def render(shape, colour, bg, motion, rng, H=HEIGHT, W=WIDTH, F=FRAMES):
-    """One clip, uint8 [F, H, W, 3], with a random size, start position and speed drawn from `rng`."""
+def render(shape, colour, bg, motion, rng, H=None, W=None, F=None):
+    """One clip, uint8 [F, H, W, 3] (default: the module's HEIGHT, WIDTH, FRAMES at call time), with a random
+    size, start position and speed drawn from `rng`."""
+    H, W, F = H or HEIGHT, W or WIDTH, F or FRAMES
     r = rng.uniform(*RADIUS)
     dist = rng.uniform(*TRAVEL)  # total displacement over the clip
     dx, dy = {"left": (-dist, 0), "right": (dist, 0), "up": (0, -dist), "down": (0, dist), "still": (0, 0)}[motion]
