@@ -6,8 +6,11 @@ WanTransformer3DModel (train.py's DIT_CFG) and umT5 encoder (TEXT_CFG, the commi
 with train.py's flow matching; every 250 steps it prints, per noise level, the loss of 64 clips under the true
 phrase and under the opposite one. A model that uses the phrase has a lower loss under the true one.
 
-Usage: tools/ref/.venv/bin/python tools/shapes/toy_motion.py [--frames 5] [--rounds 6] [--threads 2]
-Result (experiments/toy_motion.log): after 1500 steps the two losses agree to 4 decimals at every noise level.
+Usage: tools/ref/.venv/bin/python tools/shapes/toy_motion.py [--frames 5] [--rounds 6] [--threads 2] [--ramp A]
+       [--coded]
+Result (experiments/toy_motion.log): after 1500 steps the two losses agree to 4 decimals at every noise level; the
+same with --ramp 1.5 (a backdrop that shows absolute position); with --coded (a blob vector per direction) the
+phrase is used within 250 steps.
 """
 
 import argparse
@@ -27,10 +30,16 @@ STEP = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
-def make_clips(n, frames, seed=0):
+def make_clips(n, frames, seed=0, ramp=0.0, coded=False):
     rng = np.random.default_rng(seed)
     vec = torch.from_numpy(rng.standard_normal(16).astype(np.float32)) * 2.0
     x0 = torch.zeros(n, 16, frames, 8, 8)
+    # coded: each direction's blob has its own vector (the word then acts like a colour word: a control)
+    vecs = {d: torch.from_numpy(rng.standard_normal(16).astype(np.float32)) * 2.0 if coded else vec for d in STEP}
+    if ramp:  # a fixed backdrop that tells position: channel 0 rises left to right, channel 1 top to bottom
+        lin = torch.linspace(-ramp, ramp, 8)
+        x0[:, 0] += lin.view(1, 1, 8)
+        x0[:, 1] += lin.view(1, 8, 1)
     caps = []
     for i in range(n):
         d = list(STEP)[i % 4]
@@ -39,7 +48,7 @@ def make_clips(n, frames, seed=0):
         y = rng.integers(max(0, -dy * span), 7 - max(0, dy * span))
         x = rng.integers(max(0, -dx * span), 7 - max(0, dx * span))
         for t in range(frames):
-            x0[i, :, t, y + dy * t:y + dy * t + 2, x + dx * t:x + dx * t + 2] = vec[:, None, None]
+            x0[i, :, t, y + dy * t:y + dy * t + 2, x + dx * t:x + dx * t + 2] += vecs[d][:, None, None]
         caps.append({"en": world.EN_MOTION[d], "zh": world.ZH_MOTION[d], "motion": d})
     return x0, caps
 
@@ -71,12 +80,15 @@ def main():
     ap.add_argument("--frames", type=int, default=5, help="latent frames per clip")
     ap.add_argument("--rounds", type=int, default=6, help="rounds of 250 training steps")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ramp", type=float, default=0.0,
+                    help="amplitude of a fixed backdrop that reveals absolute position (0: none)")
+    ap.add_argument("--coded", action="store_true", help="control: a different blob vector per direction")
     ap.add_argument("--tokenizer", default=os.path.join(HERE, "..", "..", "models", "wan-tiny-shapes", "tokenizer"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tok = T.Tokens(args.tokenizer)
-    x0, caps = make_clips(4000, args.frames)
+    x0, caps = make_clips(4000, args.frames, ramp=args.ramp, coded=args.coded)
     te = UMT5EncoderModel(UMT5Config(vocab_size=384, **T.TEXT_CFG))
     model = WanTransformer3DModel(**T.DIT_CFG)
     idx = list(range(64))
