@@ -90,7 +90,33 @@ def log(*a):
 # 1. Tokenizer
 
 
-def train_tokenizer(captions, tok_dir):
+def world_words():
+    """The words of the world's captions as unigram pieces: English with the word-start mark, Chinese as words."""
+    en = {w for m in world.EN_MOTION.values() for w in m.split()}
+    en |= set(world.PALETTE) | set(world.SHAPES) | {"a", "on", "background"}
+    zh = set(world.ZH_COLOUR.values()) | set(world.ZH_SHAPE.values()) | {"背景上", "一个", "移动", "静止不动"}
+    zh |= {m[:2] for k, m in world.ZH_MOTION.items() if k != "still"}  # 向左 向右 向上 向下
+    return sorted("\u2581" + w for w in en) + sorted(zh)
+
+
+def add_words(proto_bytes):
+    """A SentencePiece unigram model with every word of world_words() as a piece of score 0 (learned pieces score
+    below 0, so the Viterbi segmentation takes whole words wherever it can); other pieces keep their ids."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    m = pb.ModelProto()
+    m.ParseFromString(proto_bytes)
+    have = {p.piece: p for p in m.pieces}
+    for w in world_words():
+        p = have.get(w)
+        if p is None:
+            p = m.pieces.add()
+            p.piece, p.type = w, pb.ModelProto.SentencePiece.NORMAL
+        p.score = 0.0
+    return m.SerializeToString()
+
+
+def train_tokenizer(captions, tok_dir, words=False):
     import sentencepiece as spm
     import make_fixtures
 
@@ -99,10 +125,11 @@ def train_tokenizer(captions, tok_dir):
         sentence_iterator=iter(captions), model_writer=model, model_type="unigram", vocab_size=SPM_VOCAB,
         hard_vocab_limit=False, character_coverage=1.0, byte_fallback=True, pad_id=0, eos_id=1, bos_id=2,
         unk_id=3, normalization_rule_name="nmt_nfkc", num_threads=1, minloglevel=2)
+    proto = add_words(model.getvalue()) if words else model.getvalue()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "spiece.model")
         with open(path, "wb") as f:
-            f.write(model.getvalue())
+            f.write(proto)
         tk = make_fixtures.write_tokenizer_dir(tok_dir, path)
     return tk
 
@@ -496,6 +523,10 @@ def main():
                     help="relative margin of that term: a wrong motion must cost (1 + margin) x the true loss")
     ap.add_argument("--object-weight", type=float, default=1.0,
                     help="loss weight of the latent pixels the object covers, relative to the background (1: plain)")
+    ap.add_argument("--vocab", choices=("learned", "words"), default="learned",
+                    help="tokenizer pieces: as SentencePiece learns them from the captions (the committed model: "
+                    "English nearly letter by letter), or those plus every word of the world as a piece")
+    ap.add_argument("--only-tokenizer", default=None, metavar="DIR", help="write the tokenizer folder to DIR and stop")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (results depend on the count)")
     args = ap.parse_args()
 
@@ -516,12 +547,16 @@ def main():
     train_caps = sorted({c[k] for c in captions for k in ("en", "zh")})
     work = tempfile.mkdtemp(prefix="wan-shapes-")
     tok_dir = os.path.join(work, "tokenizer")
-    tk = train_tokenizer(train_caps, tok_dir)
+    tk = train_tokenizer(train_caps, tok_dir, words=args.vocab == "words")
     tokens = Tokens(tok_dir)
     n_tok = max(len(tokens(c)) for c in train_caps)
     log(f"[tokenizer] {tk.get_vocab_size()} entries; captions up to {n_tok} tokens; "
         f"e.g. {tokens(train_caps[0])} for {train_caps[0]!r}")
     clock.lap("tokenizer")
+    if args.only_tokenizer:
+        shutil.rmtree(args.only_tokenizer, ignore_errors=True)
+        shutil.copytree(tok_dir, args.only_tokenizer)
+        return
 
     if args.load_vae:
         from diffusers import AutoencoderKLWan
