@@ -403,13 +403,24 @@ def object_masks(clips, captions, latent_shape, weight):
     return torch.from_numpy(out)
 
 
+def frame_timesteps(model, sigma, x0):
+    """Per-token timesteps [B, L] for per-frame noise levels sigma [B, T] (tokens run frame by frame)."""
+    pt, ph, pw = model.config.patch_size
+    per_frame = (x0.shape[3] // ph) * (x0.shape[4] // pw)
+    return (sigma * 1000.0).repeat_interleave(per_frame, dim=1) if pt == 1 else None
+
+
 def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_range, seed, lr, train_text, batch=32,
-              contrast=0.0, margin=0.0, weights=None):
+              contrast=0.0, margin=0.0, weights=None, frame_noise=0.0):
     """Flow-matching steps on (model, text_encoder). With contrast > 0 each step adds a ranking term: the same
     x_t is also denoised under its caption with the motion swapped for another one, and every captioned sample
     pays contrast * max(0, (1 + margin) * loss(true caption) - loss(swapped caption)), so the caption's motion
-    must explain x_t better than a wrong one (the plain loss gives that word almost no gradient)."""
+    must explain x_t better than a wrong one (the plain loss gives that word almost no gradient).
+    With frame_noise > 0 that fraction of the samples gets an independent noise level per latent frame (the
+    transformer takes per-token timesteps, as Wan2.2 TI2V does), so that a clearer frame shows where the object
+    is and the caption has to say where it goes in the others; the rest share one level, as in sampling."""
     gen = torch.Generator().manual_seed(seed)
+    frng = torch.Generator().manual_seed(seed + 2)
     crng = np.random.default_rng(seed + 1)
     rng = np.random.default_rng(seed)
     params = list(model.parameters()) + (list(text_encoder.parameters()) if train_text else [])
@@ -430,12 +441,20 @@ def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_rang
         sigma = sample_sigmas(batch, *u_range, gen)
         noise = torch.randn(x0.shape, generator=gen)
         s = sigma.view(-1, 1, 1, 1, 1)
+        t_in = sigma * 1000.0
+        if frame_noise > 0:
+            nf = x0.shape[2]
+            per = sample_sigmas(batch * nf, *u_range, frng).view(batch, nf)
+            mixed = torch.rand(batch, generator=frng) < frame_noise
+            per = torch.where(mixed[:, None], per, sigma[:, None].expand(batch, nf))
+            s = per.view(batch, 1, nf, 1, 1)
+            t_in = frame_timesteps(model, per, x0)
         xt = (1 - s) * x0 + s * noise
         ids, mask = batch_ids(tokens, prompts)
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         emb = text_encoder(ids, mask).last_hidden_state
-        pred = dit_forward(model, xt, sigma * 1000.0, emb, mask)
+        pred = dit_forward(model, xt, t_in, emb, mask)
         target = noise - x0
         if weights is None:  # as the committed model was trained (bit for bit)
             wmap = torch.ones(batch, 1, *x0.shape[2:])
@@ -449,7 +468,7 @@ def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_rang
             ids2, mask2 = batch_ids(tokens, wrong)
             emb2 = text_encoder(ids2, mask2).last_hidden_state
             k = torch.from_numpy(keep)
-            pred2 = dit_forward(model, xt[k], sigma[k] * 1000.0, emb2, mask2)
+            pred2 = dit_forward(model, xt[k], t_in[k], emb2, mask2)
             l_true = ((pred[k] - target[k]).pow(2) * wmap[k]).mean(dim=(1, 2, 3, 4))
             l_wrong = ((pred2 - target[k]).pow(2) * wmap[k]).mean(dim=(1, 2, 3, 4))
             rank = F.relu((1 + margin) * l_true - l_wrong).mean()
