@@ -53,6 +53,17 @@ def make_clips(n, frames, seed=0, ramp=0.0, coded=False):
     return x0, caps
 
 
+def phrase_pair(model, te, tok, caps, idx, xt, t, target, frames=slice(None)):
+    """Loss over `frames` of the prediction for xt under the true and under the opposite motion phrase."""
+    pair = []
+    for words in ([caps[i]["motion"] for i in idx], [OPPOSITE[caps[i]["motion"]] for i in idx]):
+        ids, mask = T.batch_ids(tok, [world.EN_MOTION[w] for w in words])
+        with torch.no_grad():
+            pred = T.dit_forward(model, xt, t, te(ids, mask).last_hidden_state, mask)
+        pair.append(((pred - target)[:, :, frames] ** 2).mean().item())
+    return f"{pair[0]:.4f} / {pair[1]:.4f}"
+
+
 def losses(model, te, tok, x0, caps, idx):
     T.use_compressed_attention(model, True)
     model.eval()
@@ -61,14 +72,8 @@ def losses(model, te, tok, x0, caps, idx):
     for sigma in (0.95, 0.85, 0.7, 0.5):
         noise = torch.randn(x0[idx].shape, generator=gen)
         xt = (1 - sigma) * x0[idx] + sigma * noise
-        pair = []
-        for words in ([caps[i]["motion"] for i in idx], [OPPOSITE[caps[i]["motion"]] for i in idx]):
-            ids, mask = T.batch_ids(tok, [world.EN_MOTION[w] for w in words])
-            with torch.no_grad():
-                emb = te(ids, mask).last_hidden_state
-                pred = T.dit_forward(model, xt, torch.full((len(idx),), sigma * 1000.0), emb, mask)
-            pair.append(((pred - (noise - x0[idx])) ** 2).mean().item())
-        out.append(f"sigma {sigma}: {pair[0]:.4f} / {pair[1]:.4f}")
+        t = torch.full((len(idx),), sigma * 1000.0)
+        out.append(f"sigma {sigma}: " + phrase_pair(model, te, tok, caps, idx, xt, t, noise - x0[idx]))
     # first frame nearly clean (sigma 0.2), the others at 0.95: where the object goes must come from the phrase
     nf = x0.shape[2]
     per = torch.full((len(idx), nf), 0.95)
@@ -76,14 +81,8 @@ def losses(model, te, tok, x0, caps, idx):
     noise = torch.randn(x0[idx].shape, generator=gen)
     s = per.view(len(idx), 1, nf, 1, 1)
     xt = (1 - s) * x0[idx] + s * noise
-    pair = []
-    for words in ([caps[i]["motion"] for i in idx], [OPPOSITE[caps[i]["motion"]] for i in idx]):
-        ids, mask = T.batch_ids(tok, [world.EN_MOTION[w] for w in words])
-        with torch.no_grad():
-            emb = te(ids, mask).last_hidden_state
-            pred = T.dit_forward(model, xt, T.frame_timesteps(model, per, x0), emb, mask)
-        pair.append(((pred - (noise - x0[idx]))[:, :, 1:] ** 2).mean().item())
-    out.append(f"first frame clear: {pair[0]:.4f} / {pair[1]:.4f}")
+    t = T.frame_timesteps(model, per, x0)
+    out.append("first frame clear: " + phrase_pair(model, te, tok, caps, idx, xt, t, noise - x0[idx], slice(1, None)))
     return "  ".join(out)
 
 
