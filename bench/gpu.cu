@@ -131,7 +131,7 @@ static void block(wan_backend *be, const blk *b, dit_bufs *r, int64_t L, int64_t
     be->rope(be, r->q, D, nf, nh, nw, H, hd, dt, dh, r->tab[0], r->tab[1], r->tab[2]);
     be->rope(be, r->k, D, nf, nh, nw, H, hd, dt, dh, r->tab[0], r->tab[1], r->tab[2]);
     tick(tm, T_OTHER);
-    be->attention(be, r->q, D, r->k, D, r->v, D, r->o, D, L, L, H, hd, sc);
+    be->attention(be, r->q, D, r->k, D, r->v, D, r->o, D, L, L, H, hd, sc, 1.0f);
     tick(tm, T_ATTN);
     be->linear(be, r->o, L, D, &b->o.w, b->o.b, r->h, D);
     tick(tm, T_GEMM);
@@ -145,7 +145,7 @@ static void block(wan_backend *be, const blk *b, dit_bufs *r, int64_t L, int64_t
     be->rmsnorm(be, r->q, L, D, D, eps, b->nq2);
     be->rmsnorm(be, r->ck, Lt, D, D, eps, b->nk2);
     tick(tm, T_OTHER);
-    be->attention(be, r->q, D, r->ck, D, r->cv, D, r->o, D, L, Lt, H, hd, sc);
+    be->attention(be, r->q, D, r->ck, D, r->cv, D, r->o, D, L, Lt, H, hd, sc, 1.0f);
     tick(tm, T_ATTN);
     be->linear(be, r->o, L, D, &b->o2.w, b->o2.b, r->h, D);
     tick(tm, T_GEMM);

@@ -79,11 +79,14 @@ struct wan_backend {
                    float *y, int64_t ldy);
     /* out[i, n·hd + d] = sum_j softmax_j(scale·<q_i, k_j>)·v[j, n·hd + d] per head n < heads, no mask
      * (cpu/attention.h): self-attention (Lk = Lq, q and k already normed and RoPE'd) and cross-attention
-     * over the text rows (Lk = Lt). Never forms the Lq x Lk score matrix. Lk >= 1. CUDA: head dims 64 and 128
+     * over the text rows (Lk = Lt). Never forms the Lq x Lk score matrix. Lk >= 1. The last key has multiplicity
+     * last_w >= 1 (it stands for last_w identical keys: softmax weight last_w·e^s; 1: plain attention), so
+     * cross-attention needs one row for a context's trailing run of identical rows. CUDA: head dims 64 and 128
      * run on bf16 tensor cores (q, k, v and the probabilities rounded to bf16, f32 accumulation) unless
-     * WAN_CUDA_ATTN=f32; other head dims (<= 256) always in f32. */
+     * WAN_CUDA_ATTN=f32; other head dims (<= 256) always in f32; last_w enters as + log2(last_w) on the score. */
     void (*attention)(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
-                      int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale);
+                      int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
+                      float last_w);
     /* y[l] = ((x[l] - mean)/sqrt(var + eps)·w + b)·(1 + scale_l) + shift_l over D floats (wan_cpu_layernorm):
      * w, b NULL: no affine; shift, scale NULL: no modulation. x and y may be the same. */
     void (*layernorm)(wan_backend *be, const float *x, float *y, int64_t L, int64_t D, int64_t ld, float eps,

@@ -101,14 +101,15 @@ static void cpu_linear(wan_backend *be, const float *x, int64_t M, int64_t ldx, 
 }
 
 static void cpu_attention(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
-                          int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale)
+                          int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
+                          float last_w)
 {
     if (!ok(be))
         return;
     const size_t bytes = wan_cpu_attention_scratch(Lk, heads, hd, be->n_threads);
     float *ws = scratch(be, (bytes + sizeof(float) - 1) / sizeof(float));
     if (ws)
-        wan_cpu_attention(q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, scale, ws, be->n_threads);
+        wan_cpu_attention(q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, scale, last_w, ws, be->n_threads);
 }
 
 static void cpu_layernorm(wan_backend *be, const float *x, float *y, int64_t L, int64_t D, int64_t ld, float eps,

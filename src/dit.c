@@ -463,7 +463,7 @@ static void attention(const dit_run *r, const float *q, const float *k, const fl
 {
     const int64_t D = r->d->D;
     r->be->attention(r->be, q, D, k, D, v, D, o, D, r->L, Lk, (int)r->d->H, (int)r->d->hd,
-                     (float)(1.0 / sqrt((double)r->d->hd)));
+                     (float)(1.0 / sqrt((double)r->d->hd)), 1.0f);
 }
 
 static void run_block(dit_run *r, const wan_dit_block *b)

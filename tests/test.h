@@ -72,9 +72,11 @@ const char *wan_test_fixture(const char *rel);
  * with wan_host_tensor_free); prints the reader's message and returns 0 on failure, 1 on success. */
 int wan_test_read(const char *rel, const char *name, wan_dtype dtype, wan_host_tensor *t);
 /* Reference attention in double (tests/test_dit_ops.c): per head n < H, out[i] = softmax_j(scale·<q_i, k_j>)·v
- * over the hd columns n·hd.., no mask; every matrix row-major with its own row stride. */
+ * over the hd columns n·hd.., no mask; every matrix row-major with its own row stride. The last key is counted
+ * last_w times (backend.h; 1: plain attention). */
 void wan_test_naive_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
-                              float *out, int64_t ldo, int64_t Lq, int64_t Lk, int H, int hd, double scale);
+                              float *out, int64_t ldo, int64_t Lq, int64_t Lk, int H, int hd, double scale,
+                              double last_w);
 
 /* Compares two float arrays; prints "name: max abs X, max rel Y (tol Z)" and returns 1 when
  * max|a-b| <= tol_rel * max|ref|. */

@@ -216,40 +216,49 @@ static void case_linear(harness *h, int rep)
 static void run_attention(wan_backend *be, void **p, const opcase *c)
 {
     const int64_t Lq = c->i[0], Lk = c->i[1], H = c->i[2], hd = c->i[3], ld = c->i[4];
-    be->attention(be, p[0], ld, p[1], ld, p[2], ld, p[3], ld, Lq, Lk, (int)H, (int)hd, c->f[0]);
+    be->attention(be, p[0], ld, p[1], ld, p[2], ld, p[3], ld, Lq, Lk, (int)H, (int)hd, c->f[0], c->f[1]);
 }
 
-/* One attention case. Head dims 64 and 128 take the CUDA backend's bf16 tensor-core kernel (BF16_TOL), the others
- * its f32 kernel. */
-static void attention_case(harness *h, int64_t Lq, int64_t Lk, int64_t H, int64_t hd)
+/* One attention case, the last key of multiplicity w (1: plain). Head dims 64 and 128 take the CUDA backend's bf16
+ * tensor-core kernel (BF16_TOL), the others its f32 kernel. */
+static void attention_case(harness *h, int64_t Lq, int64_t Lk, int64_t H, int64_t hd, int w)
 {
     opcase c = { .run = run_attention, .tol_dev = hd == 64 || hd == 128 ? BF16_TOL : DEV_TOL };
     const int64_t ld = H * hd + irand(&h->r, 0, 4);
     c.f[0] = (float)(1.0 / sqrt((double)hd));
+    c.f[1] = (float)w;
     snprintf(c.name, sizeof c.name, "attention Lq%lld Lk%lld heads%lld hd%lld", (long long)Lq, (long long)Lk,
              (long long)H, (long long)hd);
+    const size_t nl = strlen(c.name);
+    if (w > 1)
+        snprintf(c.name + nl, sizeof c.name - nl, ", last key x%d", w);
     const float *q = rnd(h, &c, (size_t)(Lq * ld)), *k = rnd(h, &c, (size_t)(Lk * ld));
     const float *v = rnd(h, &c, (size_t)(Lk * ld));
     rnd(h, &c, (size_t)(Lq * ld));
     float *o = ref_of(&c, 3);
-    wan_test_naive_attention(q, ld, k, ld, v, ld, o, ld, Lq, Lk, (int)H, (int)hd, c.f[0]);
+    wan_test_naive_attention(q, ld, k, ld, v, ld, o, ld, Lq, Lk, (int)H, (int)hd, c.f[0], c.f[1]);
     memcpy(c.i, (int64_t[]){ Lq, Lk, H, hd, ld }, 5 * sizeof(int64_t));
     finish(h, &c);
 }
 
 /* Two cases per repeat: a head dim of the f32 kernel (32, 40, 8, 96) and one of the bf16 kernel (128, 64), whose
  * shapes cover its 128-query and 64-key tiles: several of each with ragged last ones (reps 0, 3), single partial
- * tiles (rep 1), and cross-attention over 512 text rows (rep 2). */
+ * tiles (rep 1), and cross-attention over 512 text rows (rep 2). In reps 1 and 2 the f32 case's last key has a
+ * multiplicity, and rep 2 adds a bf16 case of 20 keys, the last standing for 493 (a padded prompt's zero rows). */
 static void case_attention(harness *h, int rep)
 {
     static const int hds[4] = { 32, 40, 8, 96 };
     const int64_t Lq = irand(&h->r, 1, 70), Lk = rep == 1 ? irand(&h->r, 1, 12) : irand(&h->r, 1, 150);
-    attention_case(h, Lq, Lk, irand(&h->r, 1, 3), hds[rep]);
+    const int64_t H = irand(&h->r, 1, 3);
+    attention_case(h, Lq, Lk, H, hds[rep], rep == 1 || rep == 2 ? irand(&h->r, 2, 500) : 1);
     switch (rep) {
-    case 0: attention_case(h, irand(&h->r, 130, 190), irand(&h->r, 65, 127), 2, 128); break;
-    case 1: attention_case(h, irand(&h->r, 1, 20), irand(&h->r, 1, 12), irand(&h->r, 1, 3), 64); break;
-    case 2: attention_case(h, irand(&h->r, 1, 70), 512, irand(&h->r, 1, 3), 128); break;
-    default: attention_case(h, irand(&h->r, 129, 256), irand(&h->r, 129, 319), 2, 64); break;
+    case 0: attention_case(h, irand(&h->r, 130, 190), irand(&h->r, 65, 127), 2, 128, 1); break;
+    case 1: attention_case(h, irand(&h->r, 1, 20), irand(&h->r, 1, 12), irand(&h->r, 1, 3), 64, 1); break;
+    case 2:
+        attention_case(h, irand(&h->r, 1, 70), 512, irand(&h->r, 1, 3), 128, 1);
+        attention_case(h, irand(&h->r, 1, 70), 20, irand(&h->r, 1, 3), 128, 493);
+        break;
+    default: attention_case(h, irand(&h->r, 129, 256), irand(&h->r, 129, 319), 2, 64, 1); break;
     }
 }
 

@@ -88,7 +88,8 @@ TEST(dit_ops_linear)
 }
 
 void wan_test_naive_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
-                            float *out, int64_t ldo, int64_t Lq, int64_t Lk, int H, int hd, double scale)
+                            float *out, int64_t ldo, int64_t Lq, int64_t Lk, int H, int hd, double scale,
+                            double last_w)
 {
     double *s = malloc((size_t)Lk * sizeof(double));
     for (int n = 0; n < H; n++)
@@ -102,7 +103,7 @@ void wan_test_naive_attention(const float *q, int64_t ldq, const float *k, int64
                 mx = s[j] > mx ? s[j] : mx;
             }
             for (int64_t j = 0; j < Lk; j++)
-                sum += (s[j] = exp(s[j] - mx));
+                sum += (s[j] = exp(s[j] - mx) * (j == Lk - 1 ? last_w : 1.0));
             for (int c = 0; c < hd; c++) {
                 double o = 0.0;
                 for (int64_t j = 0; j < Lk; j++)
@@ -113,7 +114,9 @@ void wan_test_naive_attention(const float *q, int64_t ldq, const float *k, int64
     free(s);
 }
 
-static int attention_case(const char *name, wan_att_tile_fn tile, int64_t Lq, int64_t Lk, int H, int hd, float amp)
+/* Last key of multiplicity w (1: plain attention). */
+static int attention_case(const char *name, wan_att_tile_fn tile, int64_t Lq, int64_t Lk, int H, int hd, float amp,
+                          float w)
 {
     const int64_t ld = (int64_t)H * hd + 5; /* strides wider than the heads */
     float *q = rand_vec(Lq * ld, amp), *k = rand_vec(Lk * ld, amp), *v = rand_vec(Lk * ld, 1.0f);
@@ -121,9 +124,9 @@ static int attention_case(const char *name, wan_att_tile_fn tile, int64_t Lq, in
     void *scratch = wan_malloc(wan_cpu_attention_scratch(Lk, H, hd, 2));
     const float scale = 1.0f / sqrtf((float)hd);
     wan_cpu_attention_force_tile(tile);
-    wan_cpu_attention(q, ld, k, ld, v, ld, o, ld, Lq, Lk, H, hd, scale, scratch, 2);
+    wan_cpu_attention(q, ld, k, ld, v, ld, o, ld, Lq, Lk, H, hd, scale, w, scratch, 2);
     wan_cpu_attention_force_tile(NULL);
-    wan_test_naive_attention(q, ld, k, ld, v, ld, ref, ld, Lq, Lk, H, hd, scale);
+    wan_test_naive_attention(q, ld, k, ld, v, ld, ref, ld, Lq, Lk, H, hd, scale, w);
     int ok = wan_test_compare(name, o, ref, (size_t)(Lq * ld), OPS_TOL);
     wan_free(q), wan_free(k), wan_free(v), wan_free(o), wan_free(ref), wan_free(scratch);
     return ok;
@@ -132,18 +135,28 @@ static int attention_case(const char *name, wan_att_tile_fn tile, int64_t Lq, in
 TEST(dit_ops_attention)
 {
     /* tails everywhere: Lq not a multiple of 48 or 6, Lk not a multiple of 128 or 16 */
-    CHECK(attention_case("attention generic hd32", wan_att_tile_generic, 100, 300, 3, 32, 1.0f));
-    CHECK(attention_case("attention generic hd24", wan_att_tile_generic, 7, 5, 2, 24, 1.0f));
-    CHECK(attention_case("attention generic large scores", wan_att_tile_generic, 50, 260, 2, 32, 6.0f));
+    CHECK(attention_case("attention generic hd32", wan_att_tile_generic, 100, 300, 3, 32, 1.0f, 1.0f));
+    CHECK(attention_case("attention generic hd24", wan_att_tile_generic, 7, 5, 2, 24, 1.0f, 1.0f));
+    CHECK(attention_case("attention generic large scores", wan_att_tile_generic, 50, 260, 2, 32, 6.0f, 1.0f));
+    /* a last key of multiplicity w (a context's trailing pad rows): after a ragged tile, after exactly one full
+     * tile, alone, and with scores large enough that it holds the running max */
+    CHECK(attention_case("attention generic last key x501", wan_att_tile_generic, 100, 12, 3, 32, 1.0f, 501.0f));
+    CHECK(attention_case("attention generic last key x384, 128 before", wan_att_tile_generic, 50, 129, 2, 24, 1.0f,
+                         384.0f));
+    CHECK(attention_case("attention generic only key x512", wan_att_tile_generic, 7, 1, 2, 32, 1.0f, 512.0f));
+    CHECK(attention_case("attention generic last key x200 large scores", wan_att_tile_generic, 50, 40, 2, 32, 6.0f,
+                         200.0f));
     if (!wan_cpu_use_avx2()) {
         printf("    (no AVX2: the AVX2 tile kernel is not tested on this CPU)\n");
         return;
     }
-    CHECK(attention_case("attention avx2 hd32", wan_att_tile_avx2, 100, 300, 3, 32, 1.0f));
-    CHECK(attention_case("attention avx2 hd128", wan_att_tile_avx2, 61, 517, 2, 128, 1.0f));
-    CHECK(attention_case("attention avx2 one key", wan_att_tile_avx2, 13, 1, 2, 16, 1.0f));
-    CHECK(attention_case("attention avx2 large scores", wan_att_tile_avx2, 50, 260, 2, 32, 6.0f));
-    CHECK(attention_case("attention dispatch hd128", NULL, 97, 200, 2, 128, 1.0f));
+    CHECK(attention_case("attention avx2 hd32", wan_att_tile_avx2, 100, 300, 3, 32, 1.0f, 1.0f));
+    CHECK(attention_case("attention avx2 hd128", wan_att_tile_avx2, 61, 517, 2, 128, 1.0f, 1.0f));
+    CHECK(attention_case("attention avx2 one key", wan_att_tile_avx2, 13, 1, 2, 16, 1.0f, 1.0f));
+    CHECK(attention_case("attention avx2 large scores", wan_att_tile_avx2, 50, 260, 2, 32, 6.0f, 1.0f));
+    CHECK(attention_case("attention dispatch hd128", NULL, 97, 200, 2, 128, 1.0f, 1.0f));
+    CHECK(attention_case("attention avx2 hd128 last key x493", wan_att_tile_avx2, 61, 20, 2, 128, 1.0f, 493.0f));
+    CHECK(attention_case("attention avx2 only key x512", wan_att_tile_avx2, 13, 1, 2, 16, 1.0f, 512.0f));
 }
 
 TEST(dit_ops_norms)

@@ -262,9 +262,9 @@ static void candidate(run *r, float qscale)
     const int ld = r->H * r->hd;
     CUDA_CHECK(fa_kv_to_bf16(r->k, ld, r->v, ld, r->Lk, r->hd, 0, r->H, r->kb, r->vb, 0));
     if (r->hd == 128)
-        CUDA_CHECK(fa_launch<C128>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0));
+        CUDA_CHECK(fa_launch<C128>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
     else
-        CUDA_CHECK(fa_launch<C64>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0));
+        CUDA_CHECK(fa_launch<C64>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
 }
 
 static int has_version(const run *r, int ver)
@@ -286,7 +286,7 @@ static void forward(void *arg)
         break;
     case 2:
     case 3:
-        be->attention(be, r->q, ld, r->k, ld, r->v, ld, r->o, ld, r->Lq, r->Lk, r->H, r->hd, scale);
+        be->attention(be, r->q, ld, r->k, ld, r->v, ld, r->o, ld, r->Lq, r->Lk, r->H, r->hd, scale, 1.0f);
         backend_sync(be);
         break;
     case 4: candidate<fa_cfg_hd128, fa_cfg_hd64>(r, qscale); break;

@@ -92,15 +92,37 @@ static void pack_kv(const float *k, int64_t ldk, const float *v, int64_t ldv, in
     }
 }
 
+/* One online-softmax step over a single key of weight w (it stands for w identical keys) for rows 0..rows-1:
+ * s = scale·<q, key>, m_new = max(m, s), O = O·e^(m - m_new) + w·e^(s - m_new)·val, likewise l. */
+static void weighted_key(const float *Q, int rows, const float *key, const float *val, int hd, float scale, float w,
+                         float *O, float *m, float *l)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *qr = Q + (int64_t)r * hd;
+        float s = 0.0f;
+        for (int d = 0; d < hd; d++)
+            s += qr[d] * key[d];
+        s *= scale;
+        const float mnew = s > m[r] ? s : m[r];
+        const float alpha = expf(m[r] - mnew), p = w * expf(s - mnew); /* alpha 0 when no key came before */
+        l[r] = l[r] * alpha + p;
+        m[r] = mnew;
+        float *orow = O + (int64_t)r * hd;
+        for (int d = 0; d < hd; d++)
+            orow[d] = orow[d] * alpha + p * val[d];
+    }
+}
+
 void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                        float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
-                       void *scratch, int n_threads)
+                       float last_w, void *scratch, int n_threads)
 {
     if (n_threads < 1)
         n_threads = 1;
-    const int64_t lkp = round_up(Lk, WAN_ATT_BK);
+    const int64_t Lkt = last_w != 1.0f ? Lk - 1 : Lk; /* keys of the tiles; a weighted last key comes after */
+    const int64_t lkp = round_up(Lkt, WAN_ATT_BK);
     float *Kp = scratch, *Vp = Kp + (int64_t)heads * lkp * hd, *tiles = Vp + (int64_t)heads * lkp * hd;
-    pack_kv(k, ldk, v, ldv, Lk, lkp, heads, hd, Kp, Vp, n_threads);
+    pack_kv(k, ldk, v, ldv, Lkt, lkp, heads, hd, Kp, Vp, n_threads);
 
     wan_att_tile_fn tile = g_forced ? g_forced
                            : (wan_cpu_use_avx2() && hd % 16 == 0) ? wan_att_tile_avx2
@@ -133,13 +155,16 @@ void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
             memset(O, 0, (size_t)bq * hd * sizeof(float));
             for (int64_t kb = 0; kb < nkb; kb++) {
                 const int64_t j0 = kb * WAN_ATT_BK;
-                const int bk = (int)(Lk - j0 < WAN_ATT_BK ? Lk - j0 : WAN_ATT_BK);
+                const int bk = (int)(Lkt - j0 < WAN_ATT_BK ? Lkt - j0 : WAN_ATT_BK);
                 if (bk <= 0)
                     break;
                 const float *kt = Kp + ((int64_t)n * (lkp / WAN_ATT_KP) + j0 / WAN_ATT_KP) * hd * WAN_ATT_KP;
                 const float *vt = Vp + ((int64_t)n * lkp + j0) * hd;
                 tile(Q, bq, kt, vt, bk, hd, scale, S, O, m, l);
             }
+            if (Lkt < Lk)
+                weighted_key(Q, rows, k + Lkt * ldk + (int64_t)n * hd, v + Lkt * ldv + (int64_t)n * hd, hd, scale,
+                             last_w, O, m, l);
             for (int r = 0; r < rows; r++) {
                 const float inv = 1.0f / l[r];
                 float *dst = out + (i0 + r) * ldo + (int64_t)n * hd;

@@ -20,10 +20,14 @@ size_t wan_cpu_attention_scratch(int64_t Lk, int heads, int hd, int n_threads);
 /* out[i, n·hd + d] = sum_j softmax_j(scale · <q_i, k_j>) · v[j, n·hd + d] for each head n < heads, without a
  * mask. q is [Lq, *] with row stride ldq, k and v are [Lk, *] with strides ldk/ldv, out [Lq, *] with stride
  * ldo (floats); head n occupies columns n·hd .. n·hd+hd-1 of each. `scratch` holds
- * wan_cpu_attention_scratch(Lk, heads, hd, n_threads) bytes, 64-byte aligned. Lk >= 1. */
+ * wan_cpu_attention_scratch(Lk, heads, hd, n_threads) bytes, 64-byte aligned. Lk >= 1.
+ * last_w is the multiplicity of the last key: it stands for last_w identical keys (its softmax weight is
+ * last_w·exp(s - max) and the sum counts it last_w times), so a context whose trailing rows are equal needs
+ * only one of them. 1: plain attention (the tile kernels alone); otherwise the last key is one scalar
+ * online-softmax step after the tiles. */
 void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                        float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
-                       void *scratch, int n_threads);
+                       float last_w, void *scratch, int n_threads);
 
 /* One key tile for one query tile (the inner step; exposed for the ISA files and op tests).
  * Q: [bq][hd] (bq a multiple of 6), Kp: the tile's packed panels [bk/16 rounded up][hd][16] (zero-padded),

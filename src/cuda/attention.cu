@@ -13,6 +13,7 @@
  * hit 32 banks), the running max and sum are warp reductions (online softmax, exp2 with the scale·log2(e) folded
  * into q), and for the output each lane owns head dims lane + 32t (t < DPL), taking the tile's probabilities by
  * shuffle. hd <= 32·DPL <= 256. (Versions 2 and 3 of dev/cuda/attention_forward.cu are these two kernels.)
+ * In both, the last key's multiplicity (backend.h) is log2(last_w) added to its score.
  *
  * cu_attention_frame (the VAE's single-head attention over a frame's pixels, head dim = channels up to 1024):
  * blocks of query rows through cuBLAS: S = scale·QᵀK into scratch, a row softmax kernel, O = V·Sᵀ. */
@@ -31,7 +32,7 @@ template <int DPL>
 __global__ void __launch_bounds__(FA_WARPS * 32)
 k_flash_f32(const float *__restrict__ q, int64_t ldq, const float *__restrict__ k, int64_t ldk,
             const float *__restrict__ v, int64_t ldv, float *__restrict__ o, int64_t ldo, int64_t Lq, int64_t Lk,
-            int hd, float qscale)
+            int hd, float qscale, float lw2)
 {
     constexpr int HDP = 32 * DPL;
     extern __shared__ float sm[];
@@ -77,9 +78,10 @@ k_flash_f32(const float *__restrict__ q, int64_t ldq, const float *__restrict__ 
                 s[i] += Qw[i * HDP + d] * kd;
         }
         const bool valid = j0 + lane < Lk; /* lane 0 always is: every tile has a key */
+        const float lw = j0 + lane == Lk - 1 ? lw2 : 0.0f; /* the last key's multiplicity, log2 units */
 #pragma unroll
         for (int i = 0; i < FA_QW; i++) {
-            const float si = valid ? s[i] : -INFINITY;
+            const float si = valid ? s[i] + lw : -INFINITY;
             const float mnew = fmaxf(mrow[i], warp_max(si));
             const float p = exp2f(si - mnew);
             const float alpha = exp2f(mrow[i] - mnew); /* 0 on the first tile (mrow = -inf) */
@@ -121,7 +123,8 @@ k_flash_f32(const float *__restrict__ q, int64_t ldq, const float *__restrict__ 
 
 template <int DPL>
 static void launch_flash(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
-                         int64_t ldv, float *o, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float qscale)
+                         int64_t ldv, float *o, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float qscale,
+                         float lw2)
 {
     constexpr int HDP = 32 * DPL;
     const size_t smem = (size_t)(FA_BQ * HDP + FA_BK * (HDP + 1) + FA_BK * HDP) * sizeof(float);
@@ -132,14 +135,15 @@ static void launch_flash(wan_backend *be, const float *q, int64_t ldq, const flo
     }
     const dim3 grid((unsigned)((Lq + FA_BQ - 1) / FA_BQ), (unsigned)heads);
     k_flash_f32<DPL><<<grid, FA_WARPS * 32, smem, cu_of(be)->stream>>>(q, ldq, k, ldk, v, ldv, o, ldo, Lq, Lk, hd,
-                                                                        qscale);
+                                                                        qscale, lw2);
     cu_check(be, "flash attention kernel");
 }
 
 /* The bf16 tensor-core path (hd 64 or 128): heads in groups whose bf16 K and V fit the scratch target. */
 template <class C>
 static void attention_bf16(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
-                           int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, float qscale)
+                           int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, float qscale,
+                           float lw2)
 {
     const size_t per_head = (size_t)Lk * C::HD * 2 * sizeof(__nv_bfloat16); /* K and V of one head */
     int nh = (int)(CU_SCRATCH_TARGET / per_head);
@@ -155,7 +159,7 @@ static void attention_bf16(wan_backend *be, const float *q, int64_t ldq, const f
         const int n = heads - h0 < nh ? heads - h0 : nh;
         cudaError_t e = fa_kv_to_bf16(k, ldk, v, ldv, Lk, C::HD, h0, n, kb, vb, st);
         if (e == cudaSuccess)
-            e = fa_launch<C>(q, ldq, kb, vb, out, ldo, Lq, Lk, h0, n, qscale, st);
+            e = fa_launch<C>(q, ldq, kb, vb, out, ldo, Lq, Lk, h0, n, qscale, lw2, st);
         if (e != cudaSuccess) {
             wan_backend_fail(be, WAN_ERR_INTERNAL, "bf16 flash attention (head dim %d, heads %d..%d): %s", C::HD, h0,
                              h0 + n - 1, cudaGetErrorString(e));
@@ -165,34 +169,37 @@ static void attention_bf16(wan_backend *be, const float *q, int64_t ldq, const f
 }
 
 void cu_attention(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
-                  int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale)
+                  int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
+                  float last_w)
 {
     if (!cu_begin(be) || Lq < 1)
         return;
     if (Lk < 1 || hd < 1 || hd > 256 || heads < 1 || heads > 65535 || (Lq + FA_BQ - 1) / FA_BQ > INT32_MAX ||
-        Lk > INT32_MAX) {
-        wan_backend_fail(be, WAN_ERR_UNSUPPORTED, "attention: Lq %lld, Lk %lld, heads %d, head dim %d (supported: "
-                         "1 <= Lk < 2^31, head dim <= 256)", (long long)Lq, (long long)Lk, heads, hd);
+        Lk > INT32_MAX || !(last_w >= 1.0f)) {
+        wan_backend_fail(be, WAN_ERR_UNSUPPORTED, "attention: Lq %lld, Lk %lld, heads %d, head dim %d, last key "
+                         "weight %g (supported: 1 <= Lk < 2^31, head dim <= 256, weight >= 1)", (long long)Lq,
+                         (long long)Lk, heads, hd, (double)last_w);
         return;
     }
     const float qs = scale * 1.4426950408889634f; /* log2(e): the kernels use exp2 */
+    const float lw2 = log2f(last_w);              /* the last key's multiplicity on its score */
     if (!cu_of(be)->attn_f32 && hd == 128) {
-        attention_bf16<fa_cfg_hd128>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, qs);
+        attention_bf16<fa_cfg_hd128>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, qs, lw2);
         return;
     }
     if (!cu_of(be)->attn_f32 && hd == 64) {
-        attention_bf16<fa_cfg_hd64>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, qs);
+        attention_bf16<fa_cfg_hd64>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, qs, lw2);
         return;
     }
     switch ((hd + 31) / 32) {
-    case 1: launch_flash<1>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;
-    case 2: launch_flash<2>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;
-    case 3: launch_flash<3>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;
-    case 4: launch_flash<4>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;
-    case 5: launch_flash<5>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;
-    case 6: launch_flash<6>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;
-    case 7: launch_flash<7>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;
-    default: launch_flash<8>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs); break;
+    case 1: launch_flash<1>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs, lw2); break;
+    case 2: launch_flash<2>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs, lw2); break;
+    case 3: launch_flash<3>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs, lw2); break;
+    case 4: launch_flash<4>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs, lw2); break;
+    case 5: launch_flash<5>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs, lw2); break;
+    case 6: launch_flash<6>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs, lw2); break;
+    case 7: launch_flash<7>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs, lw2); break;
+    default: launch_flash<8>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, qs, lw2); break;
     }
 }
 

@@ -120,7 +120,8 @@ int cu_sgemm(wan_backend *be, cublasOperation_t ta, cublasOperation_t tb, int64_
 void cu_linear(wan_backend *be, const float *x, int64_t M, int64_t ldx, const wan_tensor *w, const float *b, float *y,
                int64_t ldy);
 void cu_attention(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
-                  int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale);
+                  int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
+                  float last_w);
 void cu_attention_frame(wan_backend *be, const float *qkv, float *o, int c, int npix);
 void cu_layernorm(wan_backend *be, const float *x, float *y, int64_t L, int64_t D, int64_t ld, float eps,
                   const float *w, const float *b, const float *shift, const float *scale, const int32_t *tok_row,

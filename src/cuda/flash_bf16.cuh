@@ -174,12 +174,13 @@ __device__ __forceinline__ void load_kv_tile(uint32_t tile, const __nv_bfloat16 
 }
 
 /* out[i, (head0 + y)·HD + d] for the block's BQ queries i of head head0 + blockIdx.y (see the file comment).
- * q is f32 (row stride ldq); kb/vb the bf16 [blockIdx.y][Lk][HD] copies; qscale = scale·log2(e). */
+ * q is f32 (row stride ldq); kb/vb the bf16 [blockIdx.y][Lk][HD] copies; qscale = scale·log2(e); lw2 is added to
+ * the score of key Lk - 1 (log2 of its multiplicity, backend.h; 0: plain attention). */
 template <class C>
 __global__ void __launch_bounds__(C::THREADS, C::MINB)
 k_flash_bf16(const float *__restrict__ q, int64_t ldq, const __nv_bfloat16 *__restrict__ kb,
              const __nv_bfloat16 *__restrict__ vb, float *__restrict__ o, int64_t ldo, int64_t Lq, int64_t Lk,
-             int head0, float qscale)
+             int head0, float qscale, float lw2)
 {
     constexpr int HD = C::HD, LDS = C::LDS, BK = C::BK, MT = C::MT, NT = BK / 8, DT = HD / 8;
     extern __shared__ __align__(16) unsigned char fa_smem[];
@@ -265,6 +266,18 @@ k_flash_bf16(const float *__restrict__ q, int64_t ldq, const __nv_bfloat16 *__re
 #pragma unroll
                         for (int mt = 0; mt < MT; mt++)
                             s[mt][nt][e] = s[mt][nt][2 + e] = -INFINITY;
+        }
+        if (lw2 != 0.0f && j0 + BK >= Lk) { /* the tile of the last key: its multiplicity, in log2 units */
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++)
+                    if (j0 + 8 * nt + 2 * (lane % 4) + e == Lk - 1)
+#pragma unroll
+                        for (int mt = 0; mt < MT; mt++) {
+                            s[mt][nt][e] += lw2;
+                            s[mt][nt][2 + e] += lw2;
+                        }
         }
 
         /* Online softmax. Row h of a 16-row tile is row lane/4 + 8h; its 4 threads (lane%4) hold 2 keys per n-tile
@@ -367,16 +380,17 @@ inline cudaError_t fa_kv_to_bf16(const float *k, int64_t ldk, const float *v, in
 }
 
 /* Attention of heads head0 .. head0 + nh - 1 with configuration C (C::HD == the head dim); kb/vb from
- * fa_kv_to_bf16 for the same heads. */
+ * fa_kv_to_bf16 for the same heads; lw2 = log2 of the last key's multiplicity (0: plain attention). */
 template <class C>
 cudaError_t fa_launch(const float *q, int64_t ldq, const __nv_bfloat16 *kb, const __nv_bfloat16 *vb, float *o,
-                      int64_t ldo, int64_t Lq, int64_t Lk, int head0, int nh, float qscale, cudaStream_t st)
+                      int64_t ldo, int64_t Lq, int64_t Lk, int head0, int nh, float qscale, float lw2,
+                      cudaStream_t st)
 {
     cudaError_t e = cudaFuncSetAttribute(k_flash_bf16<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess)
         return e;
     const dim3 grid((unsigned)((Lq + C::BQ - 1) / C::BQ), (unsigned)nh);
-    k_flash_bf16<C><<<grid, C::THREADS, C::SMEM, st>>>(q, ldq, kb, vb, o, ldo, Lq, Lk, head0, qscale);
+    k_flash_bf16<C><<<grid, C::THREADS, C::SMEM, st>>>(q, ldq, kb, vb, o, ldo, Lq, Lk, head0, qscale, lw2);
     return cudaGetLastError();
 }
 
