@@ -257,9 +257,11 @@ typedef struct dit_run {
     int nt;                         /* host threads (the LoRA terms)                     */
     int nf, nh, nw;                 /* token grid F', H', W'                             */
     int64_t L, Lt, U, nts, chunk;   /* tokens, text rows, distinct timesteps, timestep values, FFN chunk */
+    int64_t Lu;                     /* text rows computed: row Lu - 1 stands for the last Lt - Lu + 1 (equal) */
+    float last_w;                   /* Lt - Lu + 1: the multiplicity of cross-attention's last key */
     /* backend memory (the workspace) */
     float *x, *h, *q, *k, *v, *o;   /* [L, D]: residual, normed, q, k, v, attention out  */
-    float *c, *ck, *cv;             /* [Lt, D]: text embedding, cross K, cross V          */
+    float *c, *ck, *cv;             /* [Lu, D]: text embedding, cross K, cross V          */
     float *u;                       /* [chunk, F] FFN hidden                             */
     float *sinus;                   /* [U, freq_dim]                                     */
     float *temb, *tmp, *tproj, *mod;/* [U, D], [U, D], [U, 6D], [U, 6D]                  */
@@ -269,6 +271,7 @@ typedef struct dit_run {
     /* host memory (the workspace's staging) */
     float *tvals;                   /* [nts] distinct timesteps first                    */
     int32_t *rows;                  /* [nts] each value's row among them                 */
+    float *hctx;                    /* [Lt, text_dim] the context, downloaded to find its trailing run (device) */
     float *hsinus, *hrope;          /* the sinusoids and RoPE tables, built here, then uploaded */
     float *lora;                    /* LoRA low-rank products, per thread (NULL: no LoRA) */
     const wan_dit_probe *probe;
@@ -294,14 +297,14 @@ static int64_t rope_floats(const dit_run *r)
 static size_t plan_dev(dit_run *r, uint8_t *base)
 {
     const wan_dit *d = r->d;
-    const int64_t D = d->D, L = r->L, Lt = r->Lt, U = r->U, f4 = sizeof(float);
+    const int64_t D = d->D, L = r->L, U = r->U, f4 = sizeof(float);
     size_t off = 0;
     float **ld[] = { &r->x, &r->h, &r->q, &r->k, &r->v, &r->o };
     for (size_t i = 0; i < sizeof ld / sizeof *ld; i++)
         *ld[i] = take(base, &off, L * D * f4);
-    r->c = take(base, &off, Lt * D * f4);
-    r->ck = take(base, &off, Lt * D * f4);
-    r->cv = take(base, &off, Lt * D * f4);
+    r->c = take(base, &off, r->Lu * D * f4);
+    r->ck = take(base, &off, r->Lu * D * f4);
+    r->cv = take(base, &off, r->Lu * D * f4);
     r->u = take(base, &off, r->chunk * d->F * f4);
     r->sinus = take(base, &off, U * d->cfg.freq_dim * f4);
     r->temb = take(base, &off, U * D * f4);
@@ -325,6 +328,7 @@ static size_t plan_host(dit_run *r, uint8_t *base)
     size_t off = 0;
     r->tvals = take(base, &off, r->nts * f4);
     r->rows = take(base, &off, r->nts * (int64_t)sizeof(int32_t));
+    r->hctx = take(base, &off, r->be->host_memory ? 0 : r->Lt * d->cfg.text_dim * f4);
     r->hsinus = take(base, &off, r->U * d->cfg.freq_dim * f4);
     r->hrope = take(base, &off, rope_floats(r) * f4);
     r->lora = d->lora_rank ? take(base, &off, wan_lora_lin_scratch(d->lora_rank, r->nt) * f4) : NULL;
@@ -440,13 +444,56 @@ static void time_embed(dit_run *r)
     probe(r, "timestep_proj", r->tproj, r->U, 6 * d->D);
 }
 
-/* Text MLP over every context row, padded rows included: linear_2(gelu_tanh(linear_1(ctx))). */
+/* Rows of ctx [Lt, C] up to the first one of its trailing run of rows bitwise equal to the last row: Lt when the
+ * last two rows differ, 1 when all rows are equal. The pipeline pads a prompt's umT5 embedding to 512 rows with
+ * zero rows and diffusers passes no mask, so every pad row is a key; equal rows stay equal through the text MLP
+ * and the K/V projections, hence one computed row with a multiplicity in the softmax gives the same attention. */
+static int64_t ctx_rows_kept(const float *ctx, int64_t Lt, int64_t C)
+{
+    const float *last = ctx + (Lt - 1) * C;
+    int64_t n = Lt;
+    while (n > 1 && !memcmp(ctx + (n - 2) * C, last, (size_t)C * sizeof(float)))
+        n--;
+    return n;
+}
+
+/* Sets r->Lu and r->last_w for the context (backend memory: a device context is downloaded to the host staging
+ * first); every row is kept when all_rows is set. */
+static void share_pad_rows(dit_run *r, const float *ctx, int all_rows)
+{
+    const int64_t C = r->d->cfg.text_dim;
+    r->Lu = r->Lt;
+    if (!all_rows && r->be->host_memory) {
+        r->Lu = ctx_rows_kept(ctx, r->Lt, C);
+    } else if (!all_rows) {
+        r->be->download(r->be, r->hctx, ctx, (size_t)(r->Lt * C) * sizeof(float));
+        if (r->be->err.code == WAN_OK)
+            r->Lu = ctx_rows_kept(r->hctx, r->Lt, C);
+    }
+    r->last_w = (float)(r->Lt - r->Lu + 1);
+}
+
+/* Text MLP, linear_2(gelu_tanh(linear_1(ctx))), over the first Lu context rows (row Lu - 1 stands for the rest). */
 static void text_embed(dit_run *r, const float *ctx)
 {
-    lin(r, &r->d->c1, ctx, r->Lt, r->ck);
-    r->be->gelu_tanh(r->be, r->ck, r->Lt * r->d->D);
-    lin(r, &r->d->c2, r->ck, r->Lt, r->c);
-    probe(r, "text_emb", r->c, r->Lt, r->d->D);
+    const int64_t D = r->d->D;
+    lin(r, &r->d->c1, ctx, r->Lu, r->ck);
+    r->be->gelu_tanh(r->be, r->ck, r->Lu * D);
+    lin(r, &r->d->c2, r->ck, r->Lu, r->c);
+    if (!r->probe || !r->probe->fn)
+        return;
+    /* the probe sees all Lt rows, as diffusers computes them: the last computed row repeated */
+    float *h = wan_malloc((size_t)(r->Lt * D) * sizeof(float)); /* tests only: not on the sampling path */
+    if (!h) {
+        wan_backend_fail(r->be, WAN_ERR_NOMEM, "out of host memory for the probe of text_emb");
+        return;
+    }
+    r->be->download(r->be, h, r->c, (size_t)(r->Lu * D) * sizeof(float));
+    for (int64_t i = r->Lu; i < r->Lt; i++)
+        memcpy(h + i * D, h + (r->Lu - 1) * D, (size_t)D * sizeof(float));
+    if (r->be->err.code == WAN_OK)
+        r->probe->fn("text_emb", h, r->Lt, D, r->probe->user);
+    wan_free(h);
 }
 
 /* Conv3d with stride = kernel: gather channel-major patch vectors, one GEMM. */
@@ -459,11 +506,13 @@ static void patch_embed(dit_run *r, const float *x, int T, int Hl, int Wl)
     probe(r, "patch", r->x, r->L, d->D);
 }
 
-static void attention(const dit_run *r, const float *q, const float *k, const float *v, float *o, int64_t Lk)
+/* Attention of the L tokens over Lk keys, the last of multiplicity last_w. */
+static void attention(const dit_run *r, const float *q, const float *k, const float *v, float *o, int64_t Lk,
+                      float last_w)
 {
     const int64_t D = r->d->D;
     r->be->attention(r->be, q, D, k, D, v, D, o, D, r->L, Lk, (int)r->d->H, (int)r->d->hd,
-                     (float)(1.0 / sqrt((double)r->d->hd)), 1.0f);
+                     (float)(1.0 / sqrt((double)r->d->hd)), last_w);
 }
 
 static void run_block(dit_run *r, const wan_dit_block *b)
@@ -488,21 +537,22 @@ static void run_block(dit_run *r, const wan_dit_block *b)
              r->rope_w);
     be->rope(be, r->k, D, r->nf, r->nh, r->nw, (int)d->H, (int)d->hd, d->rope_t, d->rope_h, r->rope_t, r->rope_h,
              r->rope_w);
-    attention(r, r->q, r->k, r->v, r->o, L);
+    attention(r, r->q, r->k, r->v, r->o, L, 1.0f);
     lin(r, &b->o, r->o, L, r->h);
     be->gated_add(be, r->x, D, r->h, D, L, D, M + 2 * D, tr, ml);
 
-    /* (b) cross-attention over every text row: affine LN, no modulation, no gate, no RoPE */
+    /* (b) cross-attention over every text row (the Lu computed ones, the last of multiplicity last_w): affine LN,
+     * no modulation, no gate, no RoPE */
     if (b->norm2_w)
         be->layernorm(be, r->x, r->h, L, D, D, eps, b->norm2_w, b->norm2_b, NULL, NULL, NULL, 0);
     else
         be->copy(be, r->h, r->x, (size_t)(L * D) * sizeof(float));
     lin(r, &b->q2, r->h, L, r->q);
     be->rmsnorm(be, r->q, L, D, D, eps, b->norm_q2);
-    lin(r, &b->k2, r->c, r->Lt, r->ck);
-    be->rmsnorm(be, r->ck, r->Lt, D, D, eps, b->norm_k2);
-    lin(r, &b->v2, r->c, r->Lt, r->cv);
-    attention(r, r->q, r->ck, r->cv, r->o, r->Lt);
+    lin(r, &b->k2, r->c, r->Lu, r->ck);
+    be->rmsnorm(be, r->ck, r->Lu, D, D, eps, b->norm_k2);
+    lin(r, &b->v2, r->c, r->Lu, r->cv);
+    attention(r, r->q, r->ck, r->cv, r->o, r->Lu, r->last_w);
     lin(r, &b->o2, r->o, L, r->h);
     be->gated_add(be, r->x, D, r->h, D, L, D, NULL, NULL, 0);
 
@@ -565,7 +615,7 @@ static wan_status run_init(dit_run *r, const wan_dit *d, wan_backend *be, int T,
         return wan_err(err, WAN_ERR_SHAPE, "transformer: latent frames x height x width %d x %d x %d must be "
                        "positive multiples of the patch %d x %d x %d", T, Hl, Wl, ps[0], ps[1], ps[2]);
     *r = (dit_run){ .d = d, .be = be, .nt = be->n_threads, .nf = T / ps[0], .nh = Hl / ps[1], .nw = Wl / ps[2],
-                    .Lt = Lt };
+                    .Lt = Lt, .Lu = Lt, .last_w = 1.0f };
     const int rmax = d->cfg.rope_max_seq_len;
     if (r->nf > rmax || r->nh > rmax || r->nw > rmax)
         return wan_err(err, WAN_ERR_SHAPE, "transformer: token grid %d x %d x %d exceeds rope_max_seq_len %d",
@@ -596,11 +646,12 @@ wan_status wan_dit_forward_ws(const wan_dit *d, wan_backend *be, wan_dit_ws *ws,
     wan_status rc = run_init(&r, d, be, T, Hl, Wl, t, per_token, Lt, err);
     if (rc != WAN_OK)
         return rc;
-    /* the distinct timesteps decide U, and U the sizes: count them first (the staging for U = 1 holds the
-     * timestep rows, which stay in place when it grows) */
+    /* the distinct timesteps decide U, and U and the computed text rows Lu the sizes: find them first (the
+     * staging for U = 1 holds the timestep rows and the context download, which stay in place when it grows) */
     if ((rc = host_reserve(ws, &r, err)) != WAN_OK)
         return rc;
     r.U = distinct_t(t, r.nts, r.tvals, r.rows);
+    share_pad_rows(&r, ctx, ws->all_ctx_rows);
     if ((rc = ws_reserve(ws, &r, err)) != WAN_OK)
         return rc;
     r.probe = pr;

@@ -85,10 +85,10 @@ typedef struct wan_dit_probe {
 
 /* The activation buffers of wan_dit_forward_ws, kept between forwards so that a sampling loop allocates
  * nothing and touches no fresh pages per step: one block of backend memory laid out per forward, grown when a
- * forward needs more (more tokens, text rows or distinct timesteps), never shrunk; plus a small host block
- * (timestep rows, the sinusoids and RoPE tables before upload, the on-the-fly LoRA scratch). Start from
- * { 0 }; the first forward ties it to its backend. Free with wan_dit_ws_free before that backend. Used by one
- * thread at a time. */
+ * forward needs more (more tokens, computed text rows or distinct timesteps), never shrunk; plus a small host
+ * block (timestep rows, the sinusoids and RoPE tables before upload, the on-the-fly LoRA scratch, a device
+ * backend's context). Start from { 0 } (or set all_ctx_rows only); the first forward ties it to its backend.
+ * Free with wan_dit_ws_free before that backend. Used by one thread at a time. */
 typedef struct wan_dit_ws {
     struct wan_backend *be;           /* owner of mem (NULL until the first forward)               */
     void *mem;                        /* backend memory, cap bytes                                  */
@@ -96,17 +96,22 @@ typedef struct wan_dit_ws {
     void *host;                       /* host memory, host_cap bytes                                */
     size_t host_cap;
     int grows;                        /* allocations made so far (tests and benches check reuse)    */
+    int all_ctx_rows;                 /* 1: compute every context row, no shared trailing rows (tests) */
 } wan_dit_ws;
 
 void wan_dit_ws_free(wan_dit_ws *ws); /* NULL or empty allowed; leaves *ws empty */
 
 /* One sample on backend `be`: x [Cin, T, Hl, Wl] → out [Cout, T, Hl, Wl] (f32). x, ctx [Lt, text_dim] and out
  * are backend memory (host memory for "cpu"); t is host memory: one timestep (per_token 0) or one per token
- * (per_token 1, L = (T/pt)·(Hl/ph)·(Wl/pw) values in token order). The weights of `dit` must be in be's
- * memory (the mapped ones for "cpu", wan_dit_upload's otherwise); on-the-fly LoRA terms need a host backend
- * (else WAN_ERR_UNSUPPORTED). T, Hl, Wl must be multiples of the patch. Activations come from *ws (grown as
- * needed); the call waits for the backend (be->sync) and returns its error. probe may be NULL (on a device
- * backend each probed tensor is downloaded into a temporary host buffer). */
+ * (per_token 1, L = (T/pt)·(Hl/ph)·(Wl/pw) values in token order). Context rows at the end that are bitwise
+ * equal to the last one (a prompt's zero padding) are computed once: the text MLP and the cross-attention K/V
+ * run on the rows up to the first of them, which enters the softmax with the run's length as multiplicity
+ * (the same result up to f32 rounding; a device backend's ctx is downloaded to find the run; ws->all_ctx_rows
+ * turns this off). The weights of `dit` must be in be's memory (the mapped ones for "cpu", wan_dit_upload's
+ * otherwise); on-the-fly LoRA terms need a host backend (else WAN_ERR_UNSUPPORTED). T, Hl, Wl must be
+ * multiples of the patch. Activations come from *ws (grown as needed); the call waits for the backend
+ * (be->sync) and returns its error. probe may be NULL (on a device backend each probed tensor is downloaded
+ * into a temporary host buffer). */
 wan_status wan_dit_forward_ws(const wan_dit *dit, struct wan_backend *be, wan_dit_ws *ws, const float *x, int T,
                               int Hl, int Wl, const float *t, int per_token, const float *ctx, int64_t Lt, float *out,
                               const wan_dit_probe *probe, wan_error *err);

@@ -6,6 +6,7 @@
  * softmax, ~1e-6 relative per layer, plus one-ulp differences of torch's f32 exp in the sinusoid. */
 #include "test.h"
 
+#include "backend.h"
 #include "core.h"
 #include "dit.h"
 #include "model_dir.h"
@@ -237,6 +238,82 @@ TEST(dit_per_token_uniform_equals_scalar)
     case_free(&c);
     wan_model_free(m);
     CHECK_MSG(ok, "%s", err);
+}
+
+/* ---- a context's trailing run of equal rows (the prompt's zero padding) is computed once ------------------ */
+
+/* The shared rows change the order of the arithmetic only: the GEMMs run on fewer rows, and the softmax weighs one
+ * key by m instead of adding m equal terms. */
+#define SHARED_TOL 1e-5
+
+/* One forward of d on ctx [Lt, text_dim] with the shared trailing rows and one with every row computed (a fresh
+ * workspace each); compares them within tol and reports both workspace sizes. */
+static int shared_vs_all_rows(const wan_dit *d, wan_backend *be, const char *label, const float *ctx, int64_t Lt,
+                              double tol, size_t *cap_shared, size_t *cap_all)
+{
+    const int T = 3, Hl = 8, Wl = 6;
+    const size_t nx = (size_t)d->cfg.in_channels * T * Hl * Wl, no = (size_t)d->cfg.out_channels * T * Hl * Wl;
+    float *x = malloc(nx * sizeof(float)), *a = malloc(no * sizeof(float)), *b = malloc(no * sizeof(float));
+    for (size_t i = 0; i < nx; i++)
+        x[i] = (float)((i * 7919) % 2001) / 1000.0f - 1.0f;
+    const float t = 731.0f;
+    wan_error e = { 0 };
+    wan_dit_ws shared = { 0 }, all = { .all_ctx_rows = 1 };
+    wan_status rc = wan_dit_forward_ws(d, be, &shared, x, T, Hl, Wl, &t, 0, ctx, Lt, a, NULL, &e);
+    if (rc == WAN_OK)
+        rc = wan_dit_forward_ws(d, be, &all, x, T, Hl, Wl, &t, 0, ctx, Lt, b, NULL, &e);
+    *cap_shared = shared.cap;
+    *cap_all = all.cap;
+    const int ok = rc == WAN_OK && wan_test_compare(label, a, b, no, tol);
+    if (rc != WAN_OK)
+        printf("    %s: %s\n", label, e.msg);
+    wan_dit_ws_free(&shared);
+    wan_dit_ws_free(&all);
+    free(x), free(a), free(b);
+    return ok;
+}
+
+TEST(dit_shared_pad_rows)
+{
+    char err[512] = "";
+    wan_error e = { 0 };
+    wan_model_t *m = NULL;
+    CHECK_RC(wan_model_load(wan_test_fixture("tiny-wan22-t2v"), NULL, &m, err, sizeof err), WAN_OK, err);
+    wan_dit d;
+    wan_backend *be = NULL;
+    wan_status rc = wan_dit_init(&d, wan_model_weights(m, WAN_COMPONENT_TRANSFORMER),
+                                 wan_model_transformer_config(m, 0), &e);
+    if (rc == WAN_OK && (rc = wan_backend_create("cpu", 2, &be, &e)) != WAN_OK)
+        wan_dit_free(&d);
+    if (rc != WAN_OK) {
+        wan_model_free(m);
+        CHECK_MSG(0, "%s", e.msg);
+    }
+    const int64_t Lt = 32, C = d.cfg.text_dim;
+    float *ctx = malloc((size_t)(Lt * C) * sizeof(float));
+    size_t cs[3], ca[3];
+    int ok = 1;
+    /* 7 prompt rows, then 25 zero rows: 8 rows computed, the last one of multiplicity 25 */
+    for (int64_t i = 0; i < Lt * C; i++)
+        ctx[i] = i < 7 * C ? (float)((i * 31) % 17) / 8.0f - 1.0f : 0.0f;
+    ok &= shared_vs_all_rows(&d, be, "7 rows + 25 zero rows", ctx, Lt, SHARED_TOL, &cs[0], &ca[0]);
+    /* every row equal (a non-zero one): 1 row of multiplicity 32 */
+    for (int64_t i = 0; i < Lt * C; i++)
+        ctx[i] = (float)((i % C) * 13 % 11) / 5.0f - 1.0f;
+    ok &= shared_vs_all_rows(&d, be, "32 equal rows", ctx, Lt, SHARED_TOL, &cs[1], &ca[1]);
+    /* zero rows in the middle, a different last row: no trailing run, both paths are the same computation */
+    for (int64_t i = 0; i < Lt * C; i++)
+        ctx[i] = i < 7 * C || i >= (Lt - 1) * C ? (float)((i * 29) % 23) / 11.0f - 1.0f : 0.0f;
+    ok &= shared_vs_all_rows(&d, be, "no trailing run", ctx, Lt, 0.0, &cs[2], &ca[2]);
+    printf("    workspace bytes shared / all rows: %zu / %zu, %zu / %zu, %zu / %zu\n", cs[0], ca[0], cs[1], ca[1],
+           cs[2], ca[2]);
+    free(ctx);
+    wan_backend_free(be);
+    wan_dit_free(&d);
+    wan_model_free(m);
+    CHECK(ok);
+    /* fewer text rows computed is fewer rows of text embedding and cross K/V in the workspace */
+    CHECK(cs[0] < ca[0] && cs[1] < cs[0] && cs[2] == ca[2]);
 }
 
 /* Expects `rc` with a message that contains `needle`. */
