@@ -3,7 +3,8 @@
  * (BF16 by default, as the released experts are used). Prints both times, the ratio, GFLOP/s and peak RSS.
  *
  *   bench/transformer [--preset a14b|5b|tiny] [--dim D --heads H --ffn F --layers N --text-dim T]
- *                     [--grid F,H,W] [--text-len Lt] [--threads N] [--dtype bf16|f32] [--reps R] [--no-ref]
+ *                     [--grid F,H,W] [--text-len Lt] [--prompt-len P] [--threads N] [--dtype bf16|f32] [--reps R]
+ *                     [--no-ref]   (context rows P..Lt-1 are zero, as the pipeline pads a prompt; default P = Lt)
  *                     [--linear auto|blas|packed]  (the path of wan_cpu_linear: AUTO, or one forced for comparison)
  *                     [--python PATH]
  * Build and run: see bench/README.md. */
@@ -26,7 +27,7 @@
 typedef struct bench_opts {
     int dim, heads, ffn, layers, text_dim, in_ch;
     int grid[3];
-    int text_len, threads, reps, ref;
+    int text_len, prompt_len, threads, reps, ref;
     wan_dtype dtype;
     const char *python;
 } bench_opts;
@@ -157,7 +158,9 @@ static int build_model(wan_dit *d, const bench_opts *o, wan_error *err)
     return ok;
 }
 
-/* FLOPs of one forward (2 per multiply-add): GEMMs, attention (QKᵀ and PV) and the embeddings. */
+/* FLOPs of one forward (2 per multiply-add): GEMMs, attention (QKᵀ and PV) and the embeddings, over Lt text rows.
+ * main() prints the nominal count (all Lt rows, what torch computes; the GFLOP/s of both sides use it) and the
+ * count wan.c executes (Lt = P + 1 when rows P.. are zero padding: they are computed once, see dit.h). */
 static double forward_flops(const wan_dit *d, int64_t L, int64_t Lt)
 {
     const double D = (double)d->D, F = (double)d->F;
@@ -170,7 +173,7 @@ static double forward_flops(const wan_dit *d, int64_t L, int64_t Lt)
 static int parse(bench_opts *o, int argc, char **argv)
 {
     preset(o, "a14b");
-    o->text_len = 512, o->threads = 0, o->reps = 1, o->ref = 1, o->dtype = WAN_DTYPE_BF16;
+    o->text_len = 512, o->prompt_len = -1, o->threads = 0, o->reps = 1, o->ref = 1, o->dtype = WAN_DTYPE_BF16;
     o->python = "tools/ref/.venv/bin/python";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -184,6 +187,7 @@ static int parse(bench_opts *o, int argc, char **argv)
         else if (!strcmp(a, "--layers")) o->layers = atoi(v);
         else if (!strcmp(a, "--text-dim")) o->text_dim = atoi(v);
         else if (!strcmp(a, "--text-len")) o->text_len = atoi(v);
+        else if (!strcmp(a, "--prompt-len")) o->prompt_len = atoi(v);
         else if (!strcmp(a, "--threads")) o->threads = atoi(v);
         else if (!strcmp(a, "--reps")) o->reps = atoi(v);
         else if (!strcmp(a, "--python")) o->python = v;
@@ -197,7 +201,10 @@ static int parse(bench_opts *o, int argc, char **argv)
             if (sscanf(v, "%d,%d,%d", &o->grid[0], &o->grid[1], &o->grid[2]) != 3) return 0;
         } else return 0;
     }
-    return o->dim > 0 && o->heads > 0 && o->dim % o->heads == 0 && o->reps > 0;
+    if (o->prompt_len < 0)
+        o->prompt_len = o->text_len;
+    return o->dim > 0 && o->heads > 0 && o->dim % o->heads == 0 && o->reps > 0 && o->text_len > 0 &&
+           o->prompt_len <= o->text_len;
 }
 
 /* Runs bench/transformer_ref.py with the same settings; returns its seconds per forward (or < 0). */
@@ -206,9 +213,9 @@ static double run_reference(const bench_opts *o, int threads, double *cpu, doubl
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "%s bench/transformer_ref.py --dim %d --heads %d --ffn %d --layers %d --text-dim %d --in-channels %d "
-             "--grid %d,%d,%d --text-len %d --threads %d --reps %d",
+             "--grid %d,%d,%d --text-len %d --prompt-len %d --threads %d --reps %d",
              o->python, o->dim, o->heads, o->ffn, o->layers, o->text_dim, o->in_ch, o->grid[0], o->grid[1],
-             o->grid[2], o->text_len, threads, o->reps);
+             o->grid[2], o->text_len, o->prompt_len, threads, o->reps);
     printf("reference: %s\n", cmd);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
@@ -249,10 +256,12 @@ int main(int argc, char **argv)
     const int64_t nx = (int64_t)o.in_ch * T * Hl * Wl, nc = (int64_t)o.text_len * o.text_dim;
     float *x = rand_weights(nx, 1.0f, WAN_DTYPE_F32, 9001), *ctx = rand_weights(nc, 1.0f, WAN_DTYPE_F32, 9002);
     float *out = wan_malloc((size_t)nx * sizeof(float));
+    memset(ctx + (int64_t)o.prompt_len * o.text_dim, 0, (size_t)(o.text_len - o.prompt_len) * o.text_dim * 4);
     const float tstep = 875.0f;
-    printf("config: dim %d, heads %d x %lld, ffn %d, layers %d, text %d x %d, tokens %lld (%d x %d x %d), "
-           "weights %s, threads %d\n", o.dim, o.heads, (long long)d.hd, o.ffn, o.layers, o.text_len, o.text_dim,
-           (long long)L, o.grid[0], o.grid[1], o.grid[2], wan_dtype_name(o.dtype), threads);
+    printf("config: dim %d, heads %d x %lld, ffn %d, layers %d, text %d x %d (prompt rows %d), tokens %lld "
+           "(%d x %d x %d), weights %s, threads %d\n", o.dim, o.heads, (long long)d.hd, o.ffn, o.layers, o.text_len,
+           o.text_dim, o.prompt_len, (long long)L, o.grid[0], o.grid[1], o.grid[2], wan_dtype_name(o.dtype),
+           threads);
     printf("random weights generated in %.2f s\n", now_s() - t0);
     /* the forwards share one workspace, as the sampling loop does: the first one allocates and faults in
      * the activations, the later ones reuse them */
@@ -284,10 +293,11 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const double flops = forward_flops(&d, L, o.text_len);
+    const double flops_run = forward_flops(&d, L, o.prompt_len < o.text_len ? o.prompt_len + 1 : o.text_len);
     const double rss_ours = ru.ru_maxrss / 1024.0;
-    printf("wan.c : %.3f s per forward (%.2f CPU s), %.1f GFLOP/s (%.1f GFLOP), peak RSS %.0f MiB (library heap "
-           "peak %.0f MiB), mean|out| %.4g\n", best, best_cpu, flops / best * 1e-9, flops * 1e-9, rss_ours,
-           wan_mem_peak() / 1048576.0, checksum / (double)nx);
+    printf("wan.c : %.3f s per forward (%.2f CPU s), %.1f GFLOP/s (%.1f GFLOP nominal, %.1f executed), peak RSS "
+           "%.0f MiB (library heap peak %.0f MiB), mean|out| %.4g\n", best, best_cpu, flops / best * 1e-9,
+           flops * 1e-9, flops_run * 1e-9, rss_ours, wan_mem_peak() / 1048576.0, checksum / (double)nx);
     fflush(stdout);
     for (int i = 0; i < g_nmats; i++)
         wan_free(g_mats[i]);

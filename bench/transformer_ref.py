@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch side of bench/transformer.c: one diffusers WanTransformer3DModel forward on the CPU with random
-weights, the same config, token grid, text length and thread count. Prints the best time of --reps runs as
+weights, the same config, token grid, text length (rows --prompt-len.. of the random context zeroed, as the
+pipeline pads a prompt and as bench/transformer.c does) and thread count. Prints the best time of --reps runs as
 `RESULT seconds S cpu_seconds C peak_rss_mb M` (the C bench parses that line).
 
 --dtype f32 (default) runs fp32 weights and compute, the arithmetic wan.c does; --dtype bf16 runs the model
@@ -33,6 +34,7 @@ def main():
     ap.add_argument("--in-channels", type=int, default=16)
     ap.add_argument("--grid", default="1,30,52")
     ap.add_argument("--text-len", type=int, default=512)
+    ap.add_argument("--prompt-len", type=int, default=None, help="rows after this many are zero (default: none)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
@@ -49,6 +51,8 @@ def main():
         model = model.to(dtype)
     x = torch.randn(1, a.in_channels, f, 2 * h, 2 * w, dtype=dtype)
     ctx = torch.randn(1, a.text_len, a.text_dim, dtype=dtype)
+    if a.prompt_len is not None:
+        ctx[:, a.prompt_len:] = 0
     t = torch.tensor([875], dtype=torch.int64)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.dtype}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params, tokens {f * h * w}", flush=True)
