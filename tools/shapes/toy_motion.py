@@ -7,7 +7,7 @@ with train.py's flow matching; every 250 steps it prints, per noise level, the l
 phrase and under the opposite one. A model that uses the phrase has a lower loss under the true one.
 
 Usage: tools/ref/.venv/bin/python tools/shapes/toy_motion.py [--frames 5] [--rounds 6] [--threads 2] [--ramp A]
-       [--coded]
+       [--clock A] [--coded] [--frame-noise F] [--directions right,...] [--warm-directions D --warm-rounds N]
 Result (experiments/toy_motion.log): after 1500 steps the two losses agree to 4 decimals at every noise level; the
 same with --ramp 1.5 (a backdrop that shows absolute position); with --coded (a blob vector per direction) the
 phrase is used within 250 steps.
@@ -30,19 +30,22 @@ STEP = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
-def make_clips(n, frames, seed=0, ramp=0.0, coded=False):
+def make_clips(n, frames, seed=0, ramp=0.0, coded=False, clock=0.0, dirs=tuple(STEP), blobs=None):
     rng = np.random.default_rng(seed)
     vec = torch.from_numpy(rng.standard_normal(16).astype(np.float32)) * 2.0
     x0 = torch.zeros(n, 16, frames, 8, 8)
     # coded: each direction's blob has its own vector (the word then acts like a colour word: a control)
     vecs = {d: torch.from_numpy(rng.standard_normal(16).astype(np.float32)) * 2.0 if coded else vec for d in STEP}
+    vecs = blobs or vecs  # another clip set's blob vectors (the draws above still advance rng)
     if ramp:  # a fixed backdrop that tells position: channel 0 rises left to right, channel 1 top to bottom
         lin = torch.linspace(-ramp, ramp, 8)
         x0[:, 0] += lin.view(1, 1, 8)
         x0[:, 1] += lin.view(1, 8, 1)
+    if clock:  # a backdrop that tells the time: channel 2 rises from the first frame to the last
+        x0[:, 2] += torch.linspace(-clock, clock, frames).view(1, frames, 1, 1)
     caps = []
     for i in range(n):
-        d = list(STEP)[i % 4]
+        d = dirs[i % len(dirs)]
         dy, dx = STEP[d]
         span = frames - 1
         y = rng.integers(max(0, -dy * span), 7 - max(0, dy * span))
@@ -50,7 +53,7 @@ def make_clips(n, frames, seed=0, ramp=0.0, coded=False):
         for t in range(frames):
             x0[i, :, t, y + dy * t:y + dy * t + 2, x + dx * t:x + dx * t + 2] += vecs[d][:, None, None]
         caps.append({"en": world.EN_MOTION[d], "zh": world.ZH_MOTION[d], "motion": d})
-    return x0, caps
+    return x0, caps, vecs
 
 
 def phrase_pair(model, te, tok, caps, idx, xt, t, target, frames=slice(None)):
@@ -96,7 +99,17 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ramp", type=float, default=0.0,
                     help="amplitude of a fixed backdrop that reveals absolute position (0: none)")
+    ap.add_argument("--clock", type=float, default=0.0,
+                    help="amplitude of a backdrop that changes from frame to frame and so tells the time (0: none)")
+    ap.add_argument("--directions", default=",".join(STEP),
+                    help="comma-separated directions the clips use (one alone: the motion needs no caption)")
+    ap.add_argument("--warm-directions", default="",
+                    help="curriculum: the first --warm-rounds rounds train on clips of these directions only")
+    ap.add_argument("--warm-rounds", type=int, default=0)
+    ap.add_argument("--patch", default="1,2,2", help="the transformer's patch size t,h,w")
     ap.add_argument("--coded", action="store_true", help="control: a different blob vector per direction")
+    ap.add_argument("--coded-rounds", type=int, default=0,
+                    help="curriculum: the first N rounds train on clips with a blob vector per direction, then one")
     ap.add_argument("--frame-noise", type=float, default=0.0,
                     help="fraction of training samples with an independent noise level per latent frame")
     ap.add_argument("--tokenizer", default=os.path.join(HERE, "..", "..", "models", "wan-tiny-shapes", "tokenizer"))
@@ -104,14 +117,23 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tok = T.Tokens(args.tokenizer)
-    x0, caps = make_clips(4000, args.frames, ramp=args.ramp, coded=args.coded)
+    x0, caps, blobs = make_clips(4000, args.frames, ramp=args.ramp, coded=args.coded, clock=args.clock,
+                          dirs=tuple(args.directions.split(",")))
     te = UMT5EncoderModel(UMT5Config(vocab_size=384, **T.TEXT_CFG))
-    model = WanTransformer3DModel(**T.DIT_CFG)
+    model = WanTransformer3DModel(**{**T.DIT_CFG, "patch_size": [int(v) for v in args.patch.split(",")]})
     idx = list(range(64))
+    if args.coded_rounds:
+        cx0, ccaps, _ = make_clips(4000, args.frames, ramp=args.ramp, coded=True, clock=args.clock,
+                                   dirs=tuple(args.directions.split(",")))
+    if args.warm_rounds:
+        wx0, wcaps, _ = make_clips(4000, args.frames, seed=1, ramp=args.ramp, coded=args.coded, clock=args.clock,
+                                   dirs=tuple(args.warm_directions.split(",")), blobs=blobs)
     for r in range(args.rounds):
-        T.train_dit("toy", model, te, tok, x0, caps, 250, (0.0, 1.0), 70 + r, 5e-4, True, batch=32,
-                    frame_noise=args.frame_noise)
-        print(f"after {250 * (r + 1)} steps, loss true / opposite phrase: "
+        warm = r < args.warm_rounds
+        data = (wx0, wcaps) if warm else (cx0, ccaps) if r < args.coded_rounds else (x0, caps)
+        T.train_dit("toy", model, te, tok, *data, 250, (0.0, 1.0), 70 + r,
+                    5e-4, True, batch=32, frame_noise=args.frame_noise)
+        print(f"after {250 * (r + 1)} steps{' (warm-up)' if warm else ' (coded)' if r < args.coded_rounds else ''}, loss true / opposite phrase: "
               + losses(model, te, tok, x0, caps, idx), flush=True)
 
 
