@@ -86,6 +86,10 @@ def losses(model, te, tok, x0, caps, idx):
     xt = (1 - s) * x0[idx] + s * noise
     t = T.frame_timesteps(model, per, x0)
     out.append("first frame clear: " + phrase_pair(model, te, tok, caps, idx, xt, t, noise - x0[idx], slice(1, None)))
+    ids, mask = T.batch_ids(tok, [""] * len(idx))  # the motion can also come from what frame 0 shows (--coded)
+    with torch.no_grad():
+        pred = T.dit_forward(model, xt, t, te(ids, mask).last_hidden_state, mask)
+    out.append(f"/ empty {((pred - noise + x0[idx])[:, :, 1:] ** 2).mean().item():.4f}")
     return "  ".join(out)
 
 
