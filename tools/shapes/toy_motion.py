@@ -110,6 +110,8 @@ def main():
     ap.add_argument("--warm-directions", default="",
                     help="curriculum: the first --warm-rounds rounds train on clips of these directions only")
     ap.add_argument("--warm-rounds", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=0,
+                    help="one schedule of this many steps (losses every 500) instead of --rounds restarts of 250")
     ap.add_argument("--patch", default="1,2,2", help="the transformer's patch size t,h,w")
     ap.add_argument("--coded", action="store_true", help="control: a different blob vector per direction")
     ap.add_argument("--coded-rounds", type=int, default=0,
@@ -132,6 +134,13 @@ def main():
     if args.warm_rounds:
         wx0, wcaps, _ = make_clips(4000, args.frames, seed=1, ramp=args.ramp, coded=args.coded, clock=args.clock,
                                    dirs=tuple(args.warm_directions.split(",")), blobs=blobs)
+    if args.steps:
+        def report(step):
+            print(f"after {step} steps, loss true / opposite phrase: " + losses(model, te, tok, x0, caps, idx),
+                  flush=True)
+        T.train_dit("toy", model, te, tok, x0, caps, args.steps, (0.0, 1.0), 70, 5e-4, True, batch=32,
+                    frame_noise=args.frame_noise, every=500, callback=report)
+        return
     for r in range(args.rounds):
         warm = r < args.warm_rounds
         data = (wx0, wcaps) if warm else (cx0, ccaps) if r < args.coded_rounds else (x0, caps)

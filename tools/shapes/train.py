@@ -411,14 +411,15 @@ def frame_timesteps(model, sigma, x0):
 
 
 def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_range, seed, lr, train_text, batch=32,
-              contrast=0.0, margin=0.0, weights=None, frame_noise=0.0):
+              contrast=0.0, margin=0.0, weights=None, frame_noise=0.0, every=0, callback=None):
     """Flow-matching steps on (model, text_encoder). With contrast > 0 each step adds a ranking term: the same
     x_t is also denoised under its caption with the motion swapped for another one, and every captioned sample
     pays contrast * max(0, (1 + margin) * loss(true caption) - loss(swapped caption)), so the caption's motion
     must explain x_t better than a wrong one (the plain loss gives that word almost no gradient).
     With frame_noise > 0 that fraction of the samples gets an independent noise level per latent frame (the
     transformer takes per-token timesteps, as Wan2.2 TI2V does), so that a clearer frame shows where the object
-    is and the caption has to say where it goes in the others; the rest share one level, as in sampling."""
+    is and the caption has to say where it goes in the others; the rest share one level, as in sampling.
+    With every > 0, callback(step) runs after every `every` steps (on the raw weights, not the EMA's)."""
     gen = torch.Generator().manual_seed(seed)
     frng = torch.Generator().manual_seed(seed + 2)
     crng = np.random.default_rng(seed + 1)
@@ -482,6 +483,10 @@ def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_rang
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         if contrast > 0:
             gap_avg = gap if step == 0 else 0.98 * gap_avg + 0.02 * gap
+        if every and (step + 1) % every == 0:
+            callback(step + 1)
+            model.train()
+            use_compressed_attention(model, True)
         if step % 100 == 0 or step == steps - 1:
             log(f"[{name}] step {step:5d}  loss {loss.item():.4f}  avg {avg:.4f}"
                 + (f"  wrong-motion gap {gap_avg:.4f}" if contrast > 0 else ""))
