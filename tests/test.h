@@ -78,6 +78,14 @@ void wan_test_naive_attention(const float *q, int64_t ldq, const float *k, int64
                               float *out, int64_t ldo, int64_t Lq, int64_t Lk, int H, int hd, double scale,
                               double last_w);
 
+struct wan_dit;
+struct wan_backend;
+/* Loads fixture model `fixture` (tests/test_dit.c), its first transformer into *d and a 2-thread CPU backend into
+ * *be. On failure it frees what it made, writes the message into err and returns 0; on success the caller frees
+ * *be, *d and *m (wan_backend_free, wan_dit_free, wan_model_free). */
+int wan_test_load_dit(const char *fixture, wan_model_t **m, struct wan_dit *d, struct wan_backend **be, char *err,
+                      size_t errlen);
+
 /* Compares two float arrays; prints "name: max abs X, max rel Y (tol Z)" and returns 1 when
  * max|a-b| <= tol_rel * max|ref|. */
 int wan_test_compare(const char *name, const float *got, const float *ref, size_t n, double tol_rel);

@@ -80,19 +80,10 @@ static int ws_run(const wan_dit *d, wan_backend *be, wan_dit_ws *ws, const ws_ca
 TEST(device_dit_workspace_reuse)
 {
     char err[512] = "";
-    wan_error e = { 0 };
     wan_model_t *m = NULL;
-    CHECK_RC(wan_model_load(wan_test_fixture("tiny-wan22-t2v"), NULL, &m, err, sizeof err), WAN_OK, err);
     wan_dit d;
     wan_backend *be = NULL;
-    wan_status rc = wan_dit_init(&d, wan_model_weights(m, WAN_COMPONENT_TRANSFORMER),
-                                 wan_model_transformer_config(m, 0), &e);
-    if (rc == WAN_OK && (rc = wan_backend_create("cpu", 2, &be, &e)) != WAN_OK)
-        wan_dit_free(&d);
-    if (rc != WAN_OK) {
-        wan_model_free(m);
-        CHECK_MSG(0, "%s", e.msg);
-    }
+    CHECK_MSG(wan_test_load_dit("tiny-wan22-t2v", &m, &d, &be, err, sizeof err), "%s", err);
     /* first use (grows), the same shape (reused), more text rows (grows), more tokens (grows), smaller
      * (reused), two distinct timesteps (grows), one again (reused) */
     const ws_case cases[] = { { 2, 4, 6, 5, 0 }, { 2, 4, 6, 5, 0 }, { 2, 4, 6, 9, 0 }, { 3, 8, 6, 9, 0 },

@@ -273,22 +273,32 @@ static int shared_vs_all_rows(const wan_dit *d, wan_backend *be, const char *lab
     return ok;
 }
 
+int wan_test_load_dit(const char *fixture, wan_model_t **m, struct wan_dit *d, struct wan_backend **be, char *err,
+                      size_t errlen)
+{
+    wan_error e = { 0 };
+    *m = NULL, *be = NULL;
+    if (wan_model_load(wan_test_fixture(fixture), NULL, m, err, errlen) != WAN_OK)
+        return 0;
+    wan_status rc = wan_dit_init(d, wan_model_weights(*m, WAN_COMPONENT_TRANSFORMER),
+                                 wan_model_transformer_config(*m, 0), &e);
+    if (rc == WAN_OK && (rc = wan_backend_create("cpu", 2, be, &e)) != WAN_OK)
+        wan_dit_free(d);
+    if (rc == WAN_OK)
+        return 1;
+    snprintf(err, errlen, "%s", e.msg);
+    wan_model_free(*m);
+    *m = NULL;
+    return 0;
+}
+
 TEST(dit_shared_pad_rows)
 {
     char err[512] = "";
-    wan_error e = { 0 };
     wan_model_t *m = NULL;
-    CHECK_RC(wan_model_load(wan_test_fixture("tiny-wan22-t2v"), NULL, &m, err, sizeof err), WAN_OK, err);
     wan_dit d;
     wan_backend *be = NULL;
-    wan_status rc = wan_dit_init(&d, wan_model_weights(m, WAN_COMPONENT_TRANSFORMER),
-                                 wan_model_transformer_config(m, 0), &e);
-    if (rc == WAN_OK && (rc = wan_backend_create("cpu", 2, &be, &e)) != WAN_OK)
-        wan_dit_free(&d);
-    if (rc != WAN_OK) {
-        wan_model_free(m);
-        CHECK_MSG(0, "%s", e.msg);
-    }
+    CHECK_MSG(wan_test_load_dit("tiny-wan22-t2v", &m, &d, &be, err, sizeof err), "%s", err);
     const int64_t Lt = 32, C = d.cfg.text_dim;
     float *ctx = malloc((size_t)(Lt * C) * sizeof(float));
     size_t cs[3], ca[3];
