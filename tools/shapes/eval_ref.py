@@ -65,7 +65,7 @@ def main():
     W, H = (int(v) for v in settings["size"].split("x"))
     frames, steps = int(settings["frames"]), int(settings["steps"])
     cfg, cfg2 = float(settings["cfg"]), float(settings["cfg2"])
-    pipe = WanPipeline.from_pretrained(args.model)
+    pipe = WanPipeline.from_pretrained(args.model, torch_dtype=torch.float32)  # the VAE is stored in bf16
     pipe.set_progress_bar_config(disable=True)
     print(f"eval_ref: {args.model}, {W}x{H}, {frames} frames, {steps} steps, CFG {cfg:g}/{cfg2:g}, empty negative prompt")
 
