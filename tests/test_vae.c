@@ -484,7 +484,7 @@ TEST(vae_infer_config_tiny22)
     CHECK(same);
 }
 
-/* Writes every tensor of a VAE file as `dt` (rounded) into path; with dt F32 the values are first rounded
+/* Writes every tensor of a VAE file (F32, BF16 or F16) as `dt` (rounded) into path; with dt F32 the values are first rounded
  * through `round_as` so that the F32 copy holds exactly what the half-precision copy holds. */
 static int write_copy(const char *src, const char *path, wan_dtype dt, wan_dtype round_as)
 {
@@ -503,7 +503,13 @@ static int write_copy(const char *src, const char *path, wan_dtype dt, wan_dtype
         h->data = malloc((size_t)n * 4 + 4);
         for (int64_t k = 0; k < n; k++) {
             float v;
-            memcpy(&v, t->data + 4 * k, 4);
+            uint16_t sv;
+            if (t->dtype == WAN_DTYPE_F32) {
+                memcpy(&v, t->data + 4 * k, 4);
+            } else { /* the ti2v fixture's VAE is stored in bf16 */
+                memcpy(&sv, t->data + 2 * k, 2);
+                v = t->dtype == WAN_DTYPE_BF16 ? wan_bf16_to_f32(sv) : wan_f16_to_f32(sv);
+            }
             uint16_t hv = round_as == WAN_DTYPE_BF16 ? wan_f32_to_bf16(v) : wan_f32_to_f16(v);
             float r = round_as == WAN_DTYPE_BF16 ? wan_bf16_to_f32(hv) : wan_f16_to_f32(hv);
             if (dt == WAN_DTYPE_F32)

@@ -659,7 +659,7 @@ def write_versions(versions):
     info = {
         "generator": "tools/ref/make_fixtures.py",
         "device": "cpu",
-        "dtype": "float32 (umT5 original-name copy: bfloat16)",
+        "dtype": "float32 (umT5 original-name copy and the ti2v VAE: bfloat16)",
         "seeds": {
             "corpus": SEED_CORPUS, "transformer": SEED_T_HIGH, "transformer_2": SEED_T_LOW,
             "ti2v_transformer": SEED_T_TI2V, "text_encoder": SEED_TEXT, "text_encoder_override": SEED_TEXT_OVERRIDE,
@@ -812,10 +812,20 @@ def main():
         # ti2v (Wan2.2-TI2V-5B shaped): same text side (rebuilt from the same seeds = identical weights)
         t_ti2v = build_transformer(SEED_T_TI2V, 48)
         vae22 = build_vae(VAE_TINY22)
+        # stored in bfloat16 to keep the largest fixture file small (7.0 MB in float32): the values are rounded
+        # first, so every reference computed from them in float32 sees exactly what the file holds
+        with torch.no_grad():
+            for p in vae22.parameters():
+                p.copy_(p.bfloat16().float())
         save_diffusers_pipeline(TI2V_DIR, transformer=t_ti2v, transformer_2=None, vae=vae22,
                                 text_encoder=build_text_encoder(), tok_src_dir=tok_dir, boundary_ratio=None,
                                 expand_timesteps=True, flow_shift=5.0, shard_transformer=False)
-        log(f"[write] {os.path.relpath(TI2V_DIR, ROOT)}")
+        from safetensors.torch import load_file, save_file
+
+        vae_file = os.path.join(TI2V_DIR, "vae", "diffusion_pytorch_model.safetensors")
+        save_file({k: v.bfloat16().contiguous() for k, v in load_file(vae_file).items()}, vae_file,
+                  metadata={"format": "pt"})
+        log(f"[write] {os.path.relpath(TI2V_DIR, ROOT)} (VAE in bfloat16)")
 
     files = write_versions(versions)
     total = sum(v["bytes"] for v in files.values())
