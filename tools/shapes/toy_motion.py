@@ -119,6 +119,8 @@ def main():
                     help="curriculum: the first N rounds train on clips with a blob vector per direction, then one")
     ap.add_argument("--frame-noise", type=float, default=0.0,
                     help="fraction of training samples with an independent noise level per latent frame")
+    ap.add_argument("--anchor", type=float, default=0.0,
+                    help="of the --frame-noise samples, the fraction with frame 0 nearly clean and the rest noise")
     ap.add_argument("--tokenizer", default=os.path.join(HERE, "..", "..", "models", "wan-tiny-shapes", "tokenizer"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -140,7 +142,7 @@ def main():
             print(f"after {step} steps, loss true / opposite phrase: " + losses(model, te, tok, x0, caps, idx),
                   flush=True)
         T.train_dit("toy", model, te, tok, x0, caps, args.steps, (0.0, 1.0), 70, 5e-4, True, batch=32,
-                    frame_noise=args.frame_noise, every=500, callback=report)
+                    frame_noise=args.frame_noise, every=500, callback=report, anchor=args.anchor)
         return
     for r in range(args.rounds):
         warm = r < args.warm_rounds
