@@ -68,6 +68,48 @@ def phrase_pair(model, te, tok, caps, idx, xt, t, target, frames=slice(None)):
     return f"{pair[0]:.4f} / {pair[1]:.4f}"
 
 
+def sample_accuracy(model, te, tok, vec, frames, n=32, steps=20, cfg=5.0, seed=0):
+    """Generates n clips from pure noise as the pipeline does (one noise level for all frames, Euler steps on the
+    shifted flow schedule, CFG against the empty caption), n/4 per direction, and reads each clip's direction from
+    where the blob is (the 2x2 window with the largest projection on the blob vector) in its first and last frame.
+    Returns the fraction that moves the way the phrase says (0.25 is chance)."""
+    T.use_compressed_attention(model, True)
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    dirs = [list(STEP)[i % 4] for i in range(n)]
+    x = torch.randn(n, 16, frames, 8, 8, generator=gen)
+    u = torch.linspace(1.0, 0.0, steps + 1)
+    sig = T.FLOW_SHIFT * u / (1 + (T.FLOW_SHIFT - 1) * u)
+    with torch.no_grad():
+        ids, mask = T.batch_ids(tok, [world.EN_MOTION[d] for d in dirs])
+        cond = te(ids, mask).last_hidden_state
+        ids0, mask0 = T.batch_ids(tok, [""] * n)
+        unc = te(ids0, mask0).last_hidden_state
+        for i in range(steps):
+            t = torch.full((n,), float(sig[i]) * 1000.0)
+            vc = T.dit_forward(model, x, t, cond, mask)
+            vu = T.dit_forward(model, x, t, unc, mask0)
+            x = x + (sig[i + 1] - sig[i]) * (vu + cfg * (vc - vu))
+    return sum(int(got == d) for got, d in zip(read_directions(x, vec), dirs)) / n
+
+
+def read_directions(x, vec):
+    """The direction each clip of x [N, 16, F, 8, 8] moves: where the 2x2 window with the largest projection on the
+    blob vector is in the first and in the last frame ("still" when it is in the same place)."""
+    proj = torch.einsum("nctyx,c->ntyx", x, vec / vec.dot(vec))
+    win = proj[..., :-1, :-1] + proj[..., 1:, :-1] + proj[..., :-1, 1:] + proj[..., 1:, 1:]
+    flat = win.flatten(2).argmax(dim=2)
+    ys, xs = flat // 7, flat % 7
+    out = []
+    for k in range(x.shape[0]):
+        dy, dx = int(ys[k, -1] - ys[k, 0]), int(xs[k, -1] - xs[k, 0])
+        if dy == 0 and dx == 0:
+            out.append("still")
+        else:
+            out.append(("down" if dy > 0 else "up") if abs(dy) > abs(dx) else ("right" if dx > 0 else "left"))
+    return out
+
+
 def losses(model, te, tok, x0, caps, idx):
     T.use_compressed_attention(model, True)
     model.eval()
@@ -141,6 +183,10 @@ def main():
         def report(step):
             print(f"after {step} steps, loss true / opposite phrase: " + losses(model, te, tok, x0, caps, idx),
                   flush=True)
+            if step % 1000 == 0:
+                acc = sample_accuracy(model, te, tok, blobs["right"], args.frames)
+                print(f"after {step} steps, generated clips moving as the phrase says: {acc:.3f} (chance 0.25)",
+                      flush=True)
         T.train_dit("toy", model, te, tok, x0, caps, args.steps, (0.0, 1.0), 70, 5e-4, True, batch=32,
                     frame_noise=args.frame_noise, every=500, callback=report, anchor=args.anchor)
         return
