@@ -563,6 +563,12 @@ def main():
                     help="weight of the wrong-motion ranking term (0: plain flow matching, as the committed model)")
     ap.add_argument("--contrast-margin", type=float, default=0.05,
                     help="relative margin of that term: a wrong motion must cost (1 + margin) x the true loss")
+    ap.add_argument("--frame-noise", type=float, default=0.0,
+                    help="base stage: fraction of samples with a noise level per latent frame (train_dit frame_noise)")
+    ap.add_argument("--anchor", type=float, default=0.0,
+                    help="base stage, with --frame-noise: fraction of samples with latent frame 0 nearly clean and the "
+                         "others nearly pure noise, so that only the caption tells where the object goes (the toy "
+                         "that first used the motion phrase: toy_motion.py --anchor)")
     ap.add_argument("--object-weight", type=float, default=1.0,
                     help="loss weight of the latent pixels the object covers, relative to the background (1: plain)")
     ap.add_argument("--vocab", choices=("learned", "words"), default="learned",
@@ -661,7 +667,8 @@ def main():
     log(f"[config] text encoder {sum(p.numel() for p in text_encoder.parameters())} parameters (vocab {vocab}), "
         f"transformer {sum(p.numel() for p in base.parameters())}")
     train_dit("base", base, text_encoder, tokens, x0_all, captions, args.base_steps, (0.0, 1.0), seed_base, 5e-4,
-              True, batch=args.batch, contrast=args.contrast, margin=args.contrast_margin, weights=weights)
+              True, batch=args.batch, contrast=args.contrast, margin=args.contrast_margin, weights=weights,
+              frame_noise=args.frame_noise, anchor=args.anchor)
     clock.lap("base transformer + text encoder")
 
     u_b = u_of_sigma(BOUNDARY)
