@@ -166,7 +166,7 @@ def main():
     ap.add_argument("--frame-noise", type=float, default=0.0,
                     help="fraction of training samples with an independent noise level per latent frame")
     ap.add_argument("--anchor", type=float, default=0.0,
-                    help="of the --frame-noise samples, the fraction with frame 0 nearly clean and the rest noise")
+                    help="with --frame-noise > 0: fraction of all samples with frame 0 nearly clean, the rest noise")
     ap.add_argument("--tokenizer", default=os.path.join(HERE, "..", "..", "models", "wan-tiny-shapes", "tokenizer"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

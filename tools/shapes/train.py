@@ -419,7 +419,7 @@ def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_rang
     With frame_noise > 0 that fraction of the samples gets an independent noise level per latent frame (the
     transformer takes per-token timesteps, as Wan2.2 TI2V does), so that a clearer frame shows where the object
     is and the caption has to say where it goes in the others; the rest share one level, as in sampling.
-    With anchor > 0 that fraction of the samples has latent frame 0 nearly clean (sigma in [0, 0.3]) and the
+    With anchor > 0 (and frame_noise > 0, whose branch draws it) that fraction of all samples has latent frame 0 nearly clean (sigma in [0, 0.3]) and the
     others nearly pure noise (sigma in [0.97, 1]): where the object goes can then only come from the caption.
     With every > 0, callback(step) runs after every `every` steps (on the raw weights, not the EMA's)."""
     gen = torch.Generator().manual_seed(seed)
