@@ -1,0 +1,47 @@
+#!/bin/bash
+# The first-GPU-session checklist of docs/CUDA.md as one time-boxed script, for a lent GPU machine that has the
+# CUDA runtime but not the project's Debian libraries. Here: `make cuda && make -C dev/cuda && sh scripts/gpu_bundle.sh`;
+# there (device tool, carry gpu-bundle.tar.xz): `bash scripts/gpu_check.sh [steps]`. Steps, in order of priority:
+# ops flash model workbench bench (default: all). Writes each step's log to $OUT (or ./gpu-logs) and a summary.
+cd "$(dirname "$0")/.."
+LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
+STEPS=${1:-ops flash model workbench bench}
+python3 -c "import tarfile; tarfile.open('gpu-bundle.tar.xz').extractall()" || exit 1
+B=gpu-bundle/bin
+export PATH=$PATH:/usr/local/cuda/bin
+CUDA_LIB=$(dirname "$(find /usr/local /opt -name 'libcublasLt.so.13*' 2>/dev/null | head -1)")
+export LD_LIBRARY_PATH=$PWD/gpu-bundle/lib:/usr/local/cuda/lib64:$CUDA_LIB
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-16}
+SUM=$LOG/summary.txt
+step() {  # step NAME SECONDS command...
+  local name=$1 secs=$2; shift 2
+  local t0=$(date +%s.%N)
+  echo "=== $name: $*" | tee -a "$LOG/$name.log"
+  timeout -k 5 "$secs" "$@" >>"$LOG/$name.log" 2>&1; local rc=$?
+  local t1=$(date +%s.%N)
+  printf '%-28s rc=%-3s %6.1fs  %s\n' "$name" "$rc" "$(echo "$t1 - $t0" | bc 2>/dev/null || python3 -c "print($t1-$t0)")" \
+    "$(grep -E 'passed, |op checks|FAIL|failed' "$LOG/$name.log" | tail -1)" | tee -a "$SUM"
+  return $rc
+}
+{ nvidia-smi -L; nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv; 
+  echo "cublasLt: $CUDA_LIB"; ldd $B/wan_tests | grep -E 'not found|cublas|cudart'; } 2>&1 | tee "$LOG/env.log"
+for s in $STEPS; do case $s in
+ops)
+  step ops 120 $B/wan_tests backend ;;
+flash)
+  step flash_layout 30 $B/attention_forward layout
+  step flash_v3 60 $B/attention_forward validate 3 ||
+    step flash_v3_memcheck 90 compute-sanitizer --tool memcheck $B/attention_forward validate 3
+  step flash_all 90 $B/attention_forward validate ;;
+model)
+  step device 150 $B/wan_tests device
+  step vae_backend 120 $B/wan_tests vae_backend ;;
+workbench)
+  for p in matmul_bf16 conv3d layernorm_modulate; do step wb_$p 60 $B/$p validate; done ;;
+bench)
+  step bench_attention 90 $B/attention_forward benchmark
+  step bench_gpu_8k 90 $B/gpu --tokens 8192 --no-vae
+  step bench_gpu 240 $B/gpu
+  step bench_matmul 60 $B/matmul_bf16 benchmark ;;
+esac; done
+cat "$SUM"
