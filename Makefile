@@ -25,12 +25,12 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-# CUDA backend (docs/CUDA.md): `make cuda` builds build-cuda/ with src/cuda/*.cu (nvcc: sm_80 and sm_90 code, PTX
+# CUDA backend (docs/CUDA.md): `make cuda` builds build-cuda/ with src/cuda/*.cu (nvcc: sm_80 and sm_90a code, PTX
 # for newer GPUs) in place of src/cuda_stub.c, linked with cuBLASLt/cuBLAS/cudart. Without WAN_CUDA=1 (the default
 # build) nothing here applies and nvcc is never run.
 NVCC ?= nvcc
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC) 2>/dev/null))
-CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a \
              -gencode arch=compute_90,code=compute_90
 NVCCFLAGS := -std=c++17 -O2 -g $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-fPIC -Iinclude -Isrc $(EXTRA_NVCCFLAGS)
 CUDA_OBJ :=

@@ -1,5 +1,5 @@
-/* bench/gpu.cu — the CUDA backend at full size (built by `make cuda` as build-cuda/bench/gpu; UNTESTED so far, see
- * docs/CUDA.md). Two parts, each timed with the backend's ops and random weights:
+/* bench/gpu.cu — the CUDA backend at full size (built by `make cuda` as build-cuda/bench/gpu; first run on an H200 in
+ * the fifth session, docs/PERFORMANCE.md). Two parts, each timed with the backend's ops and random weights:
  *
  * 1. Transformer blocks at Wan2.2-A14B width (D 5120, 40 heads x 128, FFN 13824, BF16 weights) over 75,600 tokens
  *    (81 frames at 1280x720: 21 x 45 x 80 patches) and 512 text rows: the op sequence of dit.c's run_block on the
@@ -52,6 +52,15 @@ static double bf16_peak(int device, char *name, size_t len)
     snprintf(name, len, "%s", p.name);
     const double per_clk = p.major >= 9 ? 4096.0 : p.major == 8 && p.minor == 0 ? 2048.0 : 1024.0;
     return p.multiProcessorCount * (khz * 1e3) * per_clk;
+}
+
+/* Device memory in use now (all processes), GiB. The backend frees nothing while a part runs (its scratch only
+ * grows), so the value after a part is that part's peak plus what earlier parts left allocated. */
+static double used_gib(void)
+{
+    size_t fr = 0, tot = 0;
+    cudaMemGetInfo(&fr, &tot);
+    return (double)(tot - fr) / (1 << 30);
 }
 
 /* Backend buffer of n floats, uploaded from `init` (NULL: zeros). */
@@ -229,6 +238,7 @@ static void bench_dit(wan_backend *be, const opts *o, double peak)
     const double gemm_flop = 2.0 * L * D * D * 6 + 2.0 * Lt * D * D * 2 + 2.0 * 2 * L * D * F;
     const double attn_flop = 4.0 * L * L * D + 4.0 * L * Lt * D;
     const double flop = (gemm_flop + attn_flop) * o->layers;
+    const double mem0 = used_gib();
     timer tm = { be, 0, { 0 }, 0 };
     double best = 1e30;
     for (int rep = 0; rep <= o->reps; rep++) { /* rep 0 warms up (scratch, cuBLASLt heuristics) */
@@ -242,6 +252,8 @@ static void bench_dit(wan_backend *be, const opts *o, double peak)
     }
     printf("  total: %.1f ms per block, %.1f TFLOP/s, %.1f%% of the bf16 peak (%.0f TFLOP/s)\n", best * 1e3 / o->layers,
            flop / best * 1e-12, 100.0 * flop / best / peak, peak * 1e-12);
+    printf("  device memory in use: %.2f GiB after setup (weights, activations), %.2f GiB after the run\n", mem0,
+           used_gib());
     tm.on = 1;
     tm.last = now_s();
     for (int i = 0; i < o->layers; i++)
@@ -347,6 +359,7 @@ static void bench_vae(wan_backend *be, const opts *o, double peak)
     v.qkv = dev_floats(be, (size_t)3 * 384 * H0 * W0, NULL), v.o = dev_floats(be, (size_t)384 * H0 * W0, NULL);
     float *z = host_random((size_t)16 * H0 * W0, 1.0f, 8u);
     double fl = 0;
+    const double mem0 = used_gib();
     const double t0 = now_s();
     for (int k = 0; k < lat_t; k++) {
         be->upload(be, v.a, z, (size_t)16 * H0 * W0 * sizeof(float));
@@ -357,6 +370,8 @@ static void bench_vae(wan_backend *be, const opts *o, double peak)
     free(z);
     printf("  %.0f ms (%.1f ms per output frame), %.1f TFLOP/s f32 (%.1f%% of the bf16 peak)\n", dt * 1e3,
            dt * 1e3 / o->frames, fl / dt * 1e-12, 100.0 * fl / dt / peak);
+    printf("  device memory in use: %.2f GiB before the decode, %.2f GiB after (peak: the backend frees nothing)\n",
+           mem0, used_gib());
 }
 
 int main(int argc, char **argv)

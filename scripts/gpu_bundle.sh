@@ -21,7 +21,7 @@ gcc -fopenmp -o $OUT/probe build-cuda/tests/*.o $LIBS 2>&1 | sed -n "s/.*undefin
 gcc -c -o $NOFF $OUT/ffmpeg_stubs.c
 gcc -fopenmp $NOFF -o $OUT/bin/wan_tests build-cuda/tests/*.o $LIBS
 gcc -fopenmp $NOFF -o $OUT/bin/gpu build-cuda/bench/gpu.o $LIBS
-ARCH="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90"
+ARCH="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a"
 for p in attention_forward matmul_bf16 conv3d layernorm_modulate; do
   nvcc -std=c++17 -O2 $ARCH -Iinclude -Isrc -Xcompiler -fopenmp \
     -o $OUT/bin/$p dev/cuda/$p.cu $LIBS &

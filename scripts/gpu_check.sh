@@ -2,7 +2,7 @@
 # The first-GPU-session checklist of docs/CUDA.md as one time-boxed script, for a lent GPU machine that has the
 # CUDA runtime but not the project's Debian libraries. Here: `make cuda && make -C dev/cuda && sh scripts/gpu_bundle.sh`;
 # there (device tool, carry gpu-bundle.tar.xz): `bash scripts/gpu_check.sh [steps]`. Steps, in order of priority:
-# ops flash model workbench bench (default: all). Writes each step's log to $OUT (or ./gpu-logs) and a summary.
+# ops flash model workbench bench (default: all), or wgmma (the Hopper attention: validation and A/B timings). Writes each step's log to $OUT (or ./gpu-logs) and a summary.
 cd "$(dirname "$0")/.."
 LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
 STEPS=${1:-ops flash model workbench bench}
@@ -43,5 +43,15 @@ bench)
   step bench_gpu_8k 90 $B/gpu --tokens 8192 --no-vae
   step bench_gpu 240 $B/gpu
   step bench_matmul 60 $B/matmul_bf16 benchmark ;;
+wgmma)
+  for v in 13 14; do step wg_v$v 20 $B/attention_forward validate $v; done
+  step wg_v3 30 sh -c "$B/attention_forward validate 3 && WAN_CUDA_ATTN=tma-pipe $B/attention_forward validate 3"
+  step wg_ops 40 sh -c "$B/wan_tests backend_cuda && WAN_CUDA_ATTN=tma-pipe $B/wan_tests backend_cuda"
+  step wg_bench 80 sh -c "for v in 14 13 11; do timeout 20 $B/attention_forward benchmark \$v; done"
+  step wg_gpu 60 sh -c "WAN_CUDA_ATTN=tma-pipe timeout 30 $B/gpu --no-vae; $B/gpu --no-vae" ;;
+final)
+  step bench_gpu 120 $B/gpu ;;
 esac; done
 cat "$SUM"
+# at most 8 files come back from a device run: one archive of every log
+tar czf "$LOG/logs.tgz" -C "$LOG" $(cd "$LOG" && ls *.log summary.txt 2>/dev/null) && rm -f "$LOG"/*.log

@@ -22,8 +22,9 @@
 #include "common.h"
 
 #include "cuda/flash_bf16.cuh"
+#include "cuda/flash_wgmma.cuh"
 
-#define N_VERSIONS 6
+#define N_VERSIONS 14
 
 static void cpu_attention(const float *q, const float *k, const float *v, float *o, int Lq, int Lk, int H, int hd,
                           float scale)
@@ -267,8 +268,32 @@ static void candidate(run *r, float qscale)
         CUDA_CHECK(fa_launch<C64>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
 }
 
+/* Versions 7-8: K and Vᵀ to bf16, then the wgmma kernel over all heads in one launch. */
+template <int STAGES, bool PP, bool PIPE>
+static void tma_version(run *r, float qscale)
+{
+    const int ld = r->H * r->hd;
+    CUDA_CHECK(fw_kv_prepare(r->k, ld, r->v, ld, r->Lk, 0, r->H, r->kb, r->vb, 0));
+    CUDA_CHECK((ft_launch<STAGES, PP, PIPE>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0)));
+}
+
+template <int LAYOUT>
+static void wgmma_version(run *r, float qscale)
+{
+    const int ld = r->H * r->hd;
+    CUDA_CHECK(fw_kv_prepare(r->k, ld, r->v, ld, r->Lk, 0, r->H, r->kb, r->vb, 0));
+    CUDA_CHECK(fw_launch<LAYOUT>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
+}
+
 static int has_version(const run *r, int ver)
 {
+    if (ver >= 7) {
+        int dev = 0, major = 0, minor = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+        return r->hd == 128 && major == 9 && minor == 0;
+    }
     return ver <= 3 || r->hd == 64 || r->hd == 128;
 }
 
@@ -291,7 +316,15 @@ static void forward(void *arg)
         break;
     case 4: candidate<fa_cfg_hd128, fa_cfg_hd64>(r, qscale); break;
     case 5: candidate<fa_cfg<128, 8, 1, 64, 1>, fa_cfg<64, 8, 1, 64, 2>>(r, qscale); break;
-    default: candidate<fa_cfg<128, 4, 2, 32, 2>, fa_cfg<64, 4, 2, 32, 2>>(r, qscale); break;
+    case 6: candidate<fa_cfg<128, 4, 2, 32, 2>, fa_cfg<64, 4, 2, 32, 2>>(r, qscale); break;
+    case 7: wgmma_version<FW_PLAIN>(r, qscale); break;
+    case 8: wgmma_version<FW_SW128>(r, qscale); break;
+    case 9: tma_version<2, false, false>(r, qscale); break;
+    case 10: tma_version<2, true, false>(r, qscale); break;
+    case 11: tma_version<3, false, false>(r, qscale); break;
+    case 12: tma_version<3, true, false>(r, qscale); break;
+    case 13: tma_version<3, false, true>(r, qscale); break;
+    default: tma_version<3, true, true>(r, qscale); break;
     }
 }
 
@@ -304,7 +337,7 @@ static run make_run(wan_backend *be, wan_backend *be32, int Lq, int Lk, int H, i
     r.q = (float *)to_device(*hq, nq * 4), r.k = (float *)to_device(*hk, nk * 4), r.v = (float *)to_device(*hv, nk * 4);
     CUDA_CHECK(cudaMalloc(&r.o, nq * 4));
     CUDA_CHECK(cudaMalloc(&r.kb, nk * 2));
-    CUDA_CHECK(cudaMalloc(&r.vb, nk * 2));
+    CUDA_CHECK(cudaMalloc(&r.vb, (size_t)(Lk + 7) / 8 * 8 * H * hd * 2)); /* versions 7-8: Vᵀ, keys padded */
     return r;
 }
 
@@ -363,7 +396,7 @@ static void benchmark_all(wan_backend *be, wan_backend *be32, int version)
         const double flop = 4.0 * r.Lq * (double)r.Lk * r.H * r.hd;
         printf("%s: Lq %d, Lk %d, 40 heads x 128\n", c ? "cross-attention" : "self-attention", r.Lq, r.Lk);
         for (int ver = N_VERSIONS; ver >= 1; ver--) {
-            if (version && ver != version)
+            if ((version && ver != version) || !has_version(&r, ver))
                 continue;
             r.version = ver;
             r.Lq = ver == 1 ? 1024 : 75600; /* version 1 takes minutes at full size: fewer queries */

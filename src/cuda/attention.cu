@@ -19,6 +19,7 @@
  * blocks of query rows through cuBLAS: S = scale·QᵀK into scratch, a row softmax kernel, O = V·Sᵀ. */
 #include "cuda_common.cuh"
 #include "flash_bf16.cuh"
+#include "flash_wgmma.cuh"
 
 #include <float.h>
 #include <math.h>
@@ -168,6 +169,44 @@ static void attention_bf16(wan_backend *be, const float *q, int64_t ldq, const f
     }
 }
 
+/* Head dim 128 on compute capability 9.0: flash_wgmma.cuh, in head groups that fit the scratch target. */
+static void attention_wgmma(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                            const float *v, int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads,
+                            float qscale, float lw2)
+{
+    const size_t per_head = fw_bytes_per_head(Lk);
+    int nh = (int)(CU_SCRATCH_TARGET / per_head);
+    nh = nh < 1 ? 1 : nh > heads ? heads : nh;
+    const int groups = (heads + nh - 1) / nh;
+    nh = (heads + groups - 1) / groups;
+    __nv_bfloat16 *kb = (__nv_bfloat16 *)cu_scratch(be, per_head * (size_t)nh);
+    if (!kb)
+        return;
+    __nv_bfloat16 *vt = kb + (size_t)nh * Lk * FW_HD;
+    const cudaStream_t st = cu_of(be)->stream;
+    for (int h0 = 0; h0 < heads; h0 += nh) {
+        const int n = heads - h0 < nh ? heads - h0 : nh;
+        cudaError_t e = fw_kv_prepare(k, ldk, v, ldv, Lk, h0, n, kb, vt, st);
+        if (e == cudaSuccess)
+            switch (cu_of(be)->attn_kind) {
+            case CU_ATTN_TMA: /* 3 stages, no ping-pong: the fastest on an H200 (dev/cuda v11) */
+                e = ft_launch<3, false, false>(q, ldq, kb, vt, out, ldo, Lq, Lk, h0, n, qscale, lw2, st);
+                break;
+            case CU_ATTN_TMA_PIPE: /* FlashAttention-3's schedule (v14) */
+                e = ft_launch<3, true, true>(q, ldq, kb, vt, out, ldo, Lq, Lk, h0, n, qscale, lw2, st);
+                break;
+            default: /* CU_ATTN_WGMMA: cp.async, block barriers (v8) */
+                e = fw_launch<FW_SW128>(q, ldq, kb, vt, out, ldo, Lq, Lk, h0, n, qscale, lw2, st);
+                break;
+            }
+        if (e != cudaSuccess) {
+            wan_backend_fail(be, WAN_ERR_INTERNAL, "wgmma flash attention (heads %d..%d): %s", h0, h0 + n - 1,
+                             cudaGetErrorString(e));
+            return;
+        }
+    }
+}
+
 void cu_attention(wan_backend *be, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                   int64_t ldv, float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
                   float last_w)
@@ -183,6 +222,12 @@ void cu_attention(wan_backend *be, const float *q, int64_t ldq, const float *k, 
     }
     const float qs = scale * 1.4426950408889634f; /* log2(e): the kernels use exp2 */
     const float lw2 = log2f(last_w);              /* the last key's multiplicity on its score */
+    const cu_state *cs = cu_of(be);
+    if (!cs->attn_f32 && cs->attn_kind != CU_ATTN_MMA && hd == 128 && cs->sm == 90 && ldq % 4 == 0 && ldo % 2 == 0 &&
+        (uintptr_t)q % 16 == 0 && (uintptr_t)out % 8 == 0) {
+        attention_wgmma(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, qs, lw2);
+        return;
+    }
     if (!cu_of(be)->attn_f32 && hd == 128) {
         attention_bf16<fa_cfg_hd128>(be, q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, qs, lw2);
         return;

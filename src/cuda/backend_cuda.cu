@@ -188,6 +188,19 @@ static wan_status open_device(int dev, cudaDeviceProp *prop, wan_error *err)
     return WAN_OK;
 }
 
+/* ", <kernel> attention" when WAN_CUDA_ATTN (a) picked a head-dim-128 kernel other than the f32 one on sm_90. */
+static const char *attn_name(const cu_state *s, const char *a)
+{
+    if (!a || s->sm != 90)
+        return "";
+    switch (s->attn_kind) {
+    case CU_ATTN_MMA: return ", mma.sync attention";
+    case CU_ATTN_WGMMA: return ", wgmma attention";
+    case CU_ATTN_TMA: return ", TMA attention";
+    default: return ", TMA pipelined attention";
+    }
+}
+
 wan_status wan_backend_cuda_create(int dev, wan_backend **out, wan_error *err)
 {
     *out = NULL;
@@ -209,6 +222,10 @@ wan_status wan_backend_cuda_create(int dev, wan_backend **out, wan_error *err)
     s->gemm_f32 = g && !strcmp(g, "f32");
     const char *a = getenv("WAN_CUDA_ATTN");
     s->attn_f32 = a && !strcmp(a, "f32");
+    s->attn_kind = !a ? CU_ATTN_DEFAULT : !strcmp(a, "mma") ? CU_ATTN_MMA : !strcmp(a, "wgmma") ? CU_ATTN_WGMMA
+                 : !strcmp(a, "tma") ? CU_ATTN_TMA : !strcmp(a, "tma-pipe") ? CU_ATTN_TMA_PIPE
+                 : CU_ATTN_DEFAULT;
+    s->sm = prop.major * 10 + prop.minor;
     const char *what = NULL;
     if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess)
         what = "cudaStreamCreate";
@@ -226,9 +243,9 @@ wan_status wan_backend_cuda_create(int dev, wan_backend **out, wan_error *err)
     }
     fill_table(be);
     be->n_threads = 1;
-    snprintf(be->device, sizeof be->device, "%.64s, sm_%d%d, %zu MiB, %d SMs%s%s", prop.name, prop.major,
+    snprintf(be->device, sizeof be->device, "%.48s, sm_%d%d, %zu MiB, %d SMs%s%s", prop.name, prop.major,
              prop.minor, prop.totalGlobalMem >> 20, prop.multiProcessorCount, s->gemm_f32 ? ", f32 GEMM" : "",
-             s->attn_f32 ? ", f32 attention" : "");
+             s->attn_f32 ? ", f32 attention" : attn_name(s, a));
     *out = be;
     return WAN_OK;
 }
