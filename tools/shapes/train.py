@@ -551,7 +551,8 @@ def main():
     ap.add_argument("--expert-steps", type=int, default=1200)
     ap.add_argument("--save-vae", default=None, help="also keep the trained VAE + latents here (for reruns)")
     ap.add_argument("--resume", default=None, help="start stage 3 from this model folder (use with --load-vae)")
-    ap.add_argument("--only-vae", action="store_true", help="stop after stage 2 (a pilot of the VAE)")
+    ap.add_argument("--only-vae", action="store_true",
+                    help="stop after stage 2 (a pilot of the VAE; with --save-vae after encoding the clips and saving)")
     ap.add_argument("--load-vae", default=None, help="skip stage 2: load the VAE + latents saved by --save-vae")
     ap.add_argument("--keep-experts", action="store_true",
                     help="with --resume: start each expert from its own saved weights, not from the base")
@@ -621,12 +622,16 @@ def main():
         vae = train_vae(clips, args.vae_image_steps, args.vae_video_steps)
         clock.lap("vae training")
         vae_report(vae, np.ascontiguousarray(clips[-64:]))
-        if args.only_vae:
+        if args.only_vae and not args.save_vae:
             return
         mu = encode_all(vae, clips)
         if args.save_vae:
             vae.save_pretrained(args.save_vae)
             torch.save(mu, os.path.join(args.save_vae, "latents.pt"))
+        if args.only_vae:  # with --save-vae: the VAE + latents that --load-vae reads (tools/shapes/anchor_chain.sh)
+            shutil.rmtree(work)
+            clock.lap("vae encode")
+            return
     mean = mu.mean(dim=(0, 2, 3, 4))
     std = mu.std(dim=(0, 2, 3, 4))
     vae.register_to_config(latents_mean=[round(v, 6) for v in mean.tolist()],
