@@ -24,7 +24,7 @@
 #include "cuda/flash_bf16.cuh"
 #include "cuda/flash_wgmma.cuh"
 
-#define N_VERSIONS 14
+#define N_VERSIONS 16
 
 static void cpu_attention(const float *q, const float *k, const float *v, float *o, int Lq, int Lk, int H, int hd,
                           float scale)
@@ -277,6 +277,14 @@ static void tma_version(run *r, float qscale)
     CUDA_CHECK((ft_launch<STAGES, PP, PIPE>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0)));
 }
 
+template <int STAGES>
+static void tma64_version(run *r, float qscale)
+{
+    const int ld = r->H * r->hd;
+    CUDA_CHECK(fw_kv_prepare(r->k, ld, r->v, ld, r->Lk, 0, r->H, r->kb, r->vb, 0));
+    CUDA_CHECK(f6_launch<STAGES>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
+}
+
 template <int LAYOUT>
 static void wgmma_version(run *r, float qscale)
 {
@@ -324,7 +332,9 @@ static void forward(void *arg)
     case 11: tma_version<3, false, false>(r, qscale); break;
     case 12: tma_version<3, true, false>(r, qscale); break;
     case 13: tma_version<3, false, true>(r, qscale); break;
-    default: tma_version<3, true, true>(r, qscale); break;
+    case 14: tma_version<3, true, true>(r, qscale); break;
+    case 15: tma64_version<4>(r, qscale); break;
+    default: tma64_version<6>(r, qscale); break;
     }
 }
 
