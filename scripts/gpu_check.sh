@@ -44,12 +44,8 @@ bench)
   step bench_gpu 240 $B/gpu
   step bench_matmul 60 $B/matmul_bf16 benchmark ;;
 wgmma)
-  for v in 15 16; do step wg_v$v 20 $B/attention_forward validate $v; done
-  step wg_v3 30 env WAN_CUDA_ATTN=tma64 $B/attention_forward validate 3
-  step wg_ops 40 env WAN_CUDA_ATTN=tma64 $B/wan_tests backend_cuda
-  step wg_model 40 env WAN_CUDA_ATTN=tma64 $B/wan_tests device_cuda
-  step wg_bench 80 sh -c "for v in 16 15 11; do timeout 20 $B/attention_forward benchmark \$v; done"
-  step wg_gpu 60 sh -c "WAN_CUDA_ATTN=tma64 timeout 30 $B/gpu --no-vae; $B/gpu --no-vae" ;;
+  for v in 15 16 17; do step wg_v$v 20 $B/attention_forward validate $v; done
+  step wg_bench 80 sh -c "for v in 17 16 11; do timeout 20 $B/attention_forward benchmark \$v; done" ;;
 final)
   step bench_gpu 120 $B/gpu ;;
 esac; done

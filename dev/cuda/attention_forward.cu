@@ -24,7 +24,7 @@
 #include "cuda/flash_bf16.cuh"
 #include "cuda/flash_wgmma.cuh"
 
-#define N_VERSIONS 16
+#define N_VERSIONS 17
 
 static void cpu_attention(const float *q, const float *k, const float *v, float *o, int Lq, int Lk, int H, int hd,
                           float scale)
@@ -334,7 +334,13 @@ static void forward(void *arg)
     case 13: tma_version<3, false, true>(r, qscale); break;
     case 14: tma_version<3, true, true>(r, qscale); break;
     case 15: tma64_version<4>(r, qscale); break;
-    default: tma64_version<6>(r, qscale); break;
+    case 16: tma64_version<6>(r, qscale); break;
+    default: {
+        const int ld = r->H * r->hd;
+        CUDA_CHECK(fw_kv_prepare(r->k, ld, r->v, ld, r->Lk, 0, r->H, r->kb, r->vb, 0));
+        CUDA_CHECK(fr_launch(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
+        break;
+    }
     }
 }
 
