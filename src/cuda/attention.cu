@@ -184,11 +184,13 @@ static void attention_wgmma(wan_backend *be, const float *q, int64_t ldq, const 
         return;
     __nv_bfloat16 *vt = kb + (size_t)nh * Lk * FW_HD;
     const cudaStream_t st = cu_of(be)->stream;
+    /* the TMA kernels need the driver's tensor-map encoder; without it (an old driver) the cp.async kernel runs */
+    const int kind = cu_of(be)->attn_kind != CU_ATTN_WGMMA && !ft_encoder() ? CU_ATTN_WGMMA : cu_of(be)->attn_kind;
     for (int h0 = 0; h0 < heads; h0 += nh) {
         const int n = heads - h0 < nh ? heads - h0 : nh;
         cudaError_t e = fw_kv_prepare(k, ldk, v, ldv, Lk, h0, n, kb, vt, st);
         if (e == cudaSuccess)
-            switch (cu_of(be)->attn_kind) {
+            switch (kind) {
             case CU_ATTN_TMA: /* 3 stages, no ping-pong: the fastest on an H200 (dev/cuda v11) */
                 e = ft_launch<3, false, false>(q, ldq, kb, vt, out, ldo, Lq, Lk, h0, n, qscale, lw2, st);
                 break;
