@@ -23,6 +23,7 @@
 
 #include "cuda/flash_bf16.cuh"
 #include "cuda/flash_wgmma.cuh"
+#include "flash_experiments.cuh"
 
 #define N_VERSIONS 17
 

@@ -194,9 +194,6 @@ static void attention_wgmma(wan_backend *be, const float *q, int64_t ldq, const 
             case CU_ATTN_TMA: /* 3 stages, no ping-pong: the fastest on an H200 (dev/cuda v11) */
                 e = ft_launch<3, false, false>(q, ldq, kb, vt, out, ldo, Lq, Lk, h0, n, qscale, lw2, st);
                 break;
-            case CU_ATTN_TMA64: /* 64-key tiles, S(t+1) under softmax(t) (v16) */
-                e = f6_launch<6>(q, ldq, kb, vt, out, ldo, Lq, Lk, h0, n, qscale, lw2, st);
-                break;
             case CU_ATTN_TMA_PIPE: /* FlashAttention-3's schedule (v14) */
                 e = ft_launch<3, true, true>(q, ldq, kb, vt, out, ldo, Lq, Lk, h0, n, qscale, lw2, st);
                 break;

@@ -197,7 +197,6 @@ static const char *attn_name(const cu_state *s, const char *a)
     case CU_ATTN_MMA: return ", mma.sync attention";
     case CU_ATTN_WGMMA: return ", wgmma attention";
     case CU_ATTN_TMA: return ", TMA attention";
-    case CU_ATTN_TMA64: return ", TMA 64-key attention";
     default: return ", TMA pipelined attention";
     }
 }
@@ -225,7 +224,7 @@ wan_status wan_backend_cuda_create(int dev, wan_backend **out, wan_error *err)
     s->attn_f32 = a && !strcmp(a, "f32");
     s->attn_kind = !a ? CU_ATTN_DEFAULT : !strcmp(a, "mma") ? CU_ATTN_MMA : !strcmp(a, "wgmma") ? CU_ATTN_WGMMA
                  : !strcmp(a, "tma") ? CU_ATTN_TMA : !strcmp(a, "tma-pipe") ? CU_ATTN_TMA_PIPE
-                 : !strcmp(a, "tma64") ? CU_ATTN_TMA64 : CU_ATTN_DEFAULT;
+                 : CU_ATTN_DEFAULT;
     s->sm = prop.major * 10 + prop.minor;
     const char *what = NULL;
     if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess)

@@ -21,8 +21,7 @@
 #define CU_THREADS 256
 
 /* Which kernel runs head-dim-128 attention on compute capability 9.0 (docs/CUDA.md). */
-enum { CU_ATTN_MMA = 0, CU_ATTN_WGMMA = 1, CU_ATTN_TMA = 2, CU_ATTN_TMA_PIPE = 3, CU_ATTN_TMA64 = 4,
-       CU_ATTN_DEFAULT = CU_ATTN_TMA };
+enum { CU_ATTN_MMA = 0, CU_ATTN_WGMMA = 1, CU_ATTN_TMA = 2, CU_ATTN_TMA_PIPE = 3, CU_ATTN_DEFAULT = CU_ATTN_TMA };
 
 typedef struct cu_state {
     int device;
@@ -35,7 +34,7 @@ typedef struct cu_state {
     size_t scratch_bytes;
     int gemm_f32;            /* WAN_CUDA_GEMM=f32: BF16 weights converted to f32 tiles, sgemm   */
     int attn_f32;            /* WAN_CUDA_ATTN=f32: the f32 SIMT attention for every head dim     */
-    int attn_kind;           /* head dim 128 on sm_90: CU_ATTN_* (WAN_CUDA_ATTN=mma|wgmma|tma|tma-pipe|tma64) */
+    int attn_kind;           /* head dim 128 on sm_90: CU_ATTN_* (WAN_CUDA_ATTN=mma|wgmma|tma|tma-pipe) */
     int sm;                  /* compute capability, major·10 + minor (90: the sm_90a wgmma code) */
 } cu_state;
 
