@@ -63,6 +63,21 @@ static double used_gib(void)
     return (double)(tot - fr) / (1 << 30);
 }
 
+/* NVIDIA's datasheet dense bf16 figure for the GPUs this project has seen or targets (TFLOP/s), 0 if unknown: the
+ * clock-based peak above uses the maximum boost clock, which these figures do not. */
+static double datasheet_tflops(const char *name)
+{
+    if (strstr(name, "H100") && strstr(name, "PCIe"))
+        return 756.0;
+    if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "H800"))
+        return 989.4;
+    if (strstr(name, "A100") || strstr(name, "A800"))
+        return 312.0;
+    return 0.0;
+}
+
+static double g_datasheet; /* TFLOP/s, 0: unknown */
+
 /* Backend buffer of n floats, uploaded from `init` (NULL: zeros). */
 static float *dev_floats(wan_backend *be, size_t n, const float *init)
 {
@@ -250,8 +265,11 @@ static void bench_dit(wan_backend *be, const opts *o, double peak)
         if (rep > 0 && dt < best)
             best = dt;
     }
-    printf("  total: %.1f ms per block, %.1f TFLOP/s, %.1f%% of the bf16 peak (%.0f TFLOP/s)\n", best * 1e3 / o->layers,
+    printf("  total: %.1f ms per block, %.1f TFLOP/s, %.1f%% of the bf16 peak (%.0f TFLOP/s)", best * 1e3 / o->layers,
            flop / best * 1e-12, 100.0 * flop / best / peak, peak * 1e-12);
+    if (g_datasheet > 0)
+        printf(", %.1f%% of the datasheet's %.0f", 100.0 * flop / best * 1e-12 / g_datasheet, g_datasheet);
+    printf("\n");
     printf("  device memory in use: %.2f GiB after setup (weights, activations), %.2f GiB after the run\n", mem0,
            used_gib());
     tm.on = 1;
@@ -408,7 +426,12 @@ int main(int argc, char **argv)
         return 1;
     }
     const double peak = bf16_peak(o.device, name, sizeof name);
-    printf("device: %s (%s); dense bf16 peak taken as %.0f TFLOP/s\n", be->device, name, peak * 1e-12);
+    g_datasheet = datasheet_tflops(name);
+    printf("device: %s (%s); dense bf16 peak taken as %.0f TFLOP/s (SMs x max clock x 4096)", be->device, name,
+           peak * 1e-12);
+    if (g_datasheet > 0)
+        printf(", datasheet %.0f TFLOP/s", g_datasheet);
+    printf("\n");
     if (o.dit)
         bench_dit(be, &o, peak);
     if (o.vae)
