@@ -236,9 +236,44 @@ static int check_layout(void)
     return err;
 }
 
+/* flash_wgmma.cuh's operand tiles: every 16-byte chunk of a 128 x 128 bf16 tile has its own aligned slot; the
+ * swizzled layout is the TMA's 128-byte swizzle (address bits 4-6 XOR bits 7-9 within each 16 KB half); each
+ * 8-thread phase of the loaders (fw_chunk_rc) writes 8 different bank groups. */
+template <int LAYOUT>
+static int check_wgmma_layout(const char *name)
+{
+    static unsigned char used[FW_TILE / 16];
+    memset(used, 0, sizeof used);
+    int bad = 0;
+    for (int r = 0; r < 128; r++)
+        for (int c = 0; c < 16; c++) {
+            const int off = fw_chunk_off<LAYOUT>(r, 8 * c);
+            int want = ((r >> 3) * 16 + c) * 128 + (r & 7) * 16; /* core matrices of 8 rows x 16 bytes */
+            if (LAYOUT == FW_SW128) {
+                const int u = (c >> 3) * 16384 + r * 128 + (c & 7) * 16;
+                want = u ^ (((u >> 7) & 7) << 4);
+            }
+            if (off != want || off % 16 || off < 0 || off >= FW_TILE || used[off / 16]++)
+                bad++;
+        }
+    for (int i0 = 0; i0 < 2048; i0 += 8) {
+        int groups = 0;
+        for (int i = i0; i < i0 + 8; i++) {
+            int r, c;
+            fw_chunk_rc<LAYOUT>(i, r, c);
+            groups |= 1 << ((fw_chunk_off<LAYOUT>(r, 8 * c) / 16) % 8);
+        }
+        bad += groups != 0xff;
+    }
+    printf("  flash_wgmma %s: %s\n", name, bad ? "MISMATCH" : "ok");
+    return bad != 0;
+}
+
 static int layout_all(void)
 {
     int err = 0;
+    err += check_wgmma_layout<FW_PLAIN>("unswizzled core matrices");
+    err += check_wgmma_layout<FW_SW128>("128-byte swizzle");
     err += check_layout<fa_cfg_hd128>();
     err += check_layout<fa_cfg_hd64>();
     err += check_layout<fa_cfg<128, 8, 1, 64, 1>>();
@@ -428,7 +463,7 @@ static void benchmark_all(wan_backend *be, wan_backend *be32, int version)
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "layout")) {
-        printf("flash_bf16.cuh fragment layouts (host check, no GPU):\n");
+        printf("flash_wgmma.cuh tile layouts and flash_bf16.cuh fragment layouts (host check, no GPU):\n");
         return layout_all();
     }
     int version;

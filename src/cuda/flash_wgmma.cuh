@@ -233,7 +233,7 @@ __global__ void k_kvt_bf16(const float *__restrict__ k, int64_t ldk, const float
  * with r%8 = i%8, c = (i/8)%16, r/8 = i/128, so each 8-lane phase writes 128 contiguous shared bytes. `src` is
  * row 0 column 0 of the tile, rows `ld` elements apart; rows >= rows_ok or columns >= cols_ok are zero-filled. */
 template <int LAYOUT>
-__device__ __forceinline__ void fw_chunk_rc(int i, int &r, int &c)
+__host__ __device__ __forceinline__ void fw_chunk_rc(int i, int &r, int &c)
 {
     if (LAYOUT == FW_SW128) /* 8 lanes: one row's 8 chunks of a half, permuted within 128 bytes */
         r = i >> 4, c = i & 15;
