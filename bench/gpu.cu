@@ -8,7 +8,7 @@
  * 2. A VAE decode workload of 81 frames at 1280x720 shaped like the Wan2.1 decoder (z16, base 96, mult 1,2,4,4,
  *    2 resnets per level, temporal upsampling in the first two up blocks): one latent frame per chunk, every causal
  *    3x3x3 convolution with its three temporal taps, norms, the mid attention, upsampling. It reproduces the
- *    decoder's FLOPs and memory traffic, not its values (vae.c is not on the backend yet).
+ *    decoder's FLOPs and memory traffic with random weights, not a real decode (that is tests/test_vae_backend.c's).
  *
  *   build-cuda/bench/gpu [--device N] [--tokens L] [--layers N] [--text-len Lt] [--reps R] [--no-dit] [--no-vae]
  *                        [--frames F] [--size WxH] */

@@ -1,6 +1,8 @@
-/* attention.cu — attention on the GPU (UNVALIDATED, docs/CUDA.md).
+/* attention.cu — attention on the GPU (validated on an H200, docs/CUDA.md).
  *
- * cu_attention, head dims 64 and 128 (the Wan models'): the bf16 tensor-core flash kernel of flash_bf16.cuh
+ * cu_attention, head dim 128 on compute capability 9.0 (H100, H200): flash_wgmma.cuh's TMA + wgmma kernel (or the
+ * one WAN_CUDA_ATTN names; docs/CUDA.md "Attention on Hopper"). Elsewhere, head dims 64 and 128 (the Wan models'):
+ * the bf16 tensor-core flash kernel of flash_bf16.cuh
  * (FlashAttention-2 work split, mma.sync m16n8k16 with f32 accumulation, online softmax, no score matrix). K and V
  * are first rounded to bf16 into scratch, [head][key][hd], for as many heads at a time as fit the scratch target;
  * q is rounded (times scale·log2(e)) as each block loads it. Results differ from the f32 path by bf16 rounding

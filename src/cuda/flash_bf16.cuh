@@ -1,4 +1,4 @@
-/* flash_bf16.cuh — bf16 tensor-core flash attention (UNVALIDATED: compiled, never run on a GPU; docs/CUDA.md).
+/* flash_bf16.cuh — bf16 tensor-core flash attention (validated on an H200; docs/CUDA.md).
  * Included by src/cuda/attention.cu (the production path of be->attention for head dims 64 and 128) and by
  * dev/cuda/attention_forward.cu (which also times other tile configurations). Everything here has internal
  * linkage (anonymous namespace), so each including file gets its own copy of the kernels.

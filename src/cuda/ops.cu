@@ -1,5 +1,5 @@
-/* ops.cu — the transformer's element-wise and per-row ops on the GPU (UNVALIDATED, docs/CUDA.md): layer norm with
- * modulation, RMS norm over all heads, RoPE, GELU (tanh), SiLU, gated residual, modulation tables, patch
+/* ops.cu — the transformer's element-wise and per-row ops on the GPU (validated on an H200, docs/CUDA.md): layer
+ * norm with modulation, RMS norm over all heads, RoPE, GELU (tanh), SiLU, gated residual, modulation tables, patch
  * gather/scatter, add. Semantics: backend.h (each mirrors a wan_cpu_* kernel of src/cpu/ops.h). Norms: one block
  * per row, f32 tree reductions (the CPU sums in double; the difference is ~1e-7 relative). */
 #include "cuda_common.cuh"

@@ -1,6 +1,6 @@
-/* sampler.cu — classifier-free guidance and the scheduler updates on the GPU (UNVALIDATED, docs/CUDA.md). Every
- * operation is an explicitly rounded intrinsic (__fmul_rn, __fadd_rn, ...), so nvcc cannot contract a product and a
- * sum into an FMA: the results are bit-identical to the CPU's f32 loops (backend.h, sampler.c). */
+/* sampler.cu — classifier-free guidance and the scheduler updates on the GPU (validated on an H200, docs/CUDA.md).
+ * Every operation is an explicitly rounded intrinsic (__fmul_rn, __fadd_rn, ...), so nvcc cannot contract a product
+ * and a sum into an FMA: the results are bit-identical to the CPU's f32 loops (backend.h, sampler.c). */
 #include "cuda_common.cuh"
 
 #define GRID_STRIDE(i, n)                                                                                         \

@@ -1,5 +1,5 @@
-/* vae.cu — the VAE's ops on the GPU (UNVALIDATED, docs/CUDA.md): convolutions with temporal taps, channel RMS norm
- * (+ SiLU), DupUp3D / AvgDown3D shortcuts. Semantics: backend.h (each mirrors src/cpu/conv3d.h or vae.c).
+/* vae.cu — the VAE's ops on the GPU (validated on an H200, docs/CUDA.md): convolutions with temporal taps, channel
+ * RMS norm (+ SiLU), DupUp3D / AvgDown3D shortcuts. Semantics: backend.h (each mirrors src/cpu/conv3d.h or vae.c).
  *
  * Convolution (version 1 of dev/cuda/conv3d.cu): as on the CPU, an explicit GEMM per temporal tap — the output
  * starts as the bias, a 1x1 stride-1 convolution multiplies the frame in place, any other geometry is unfolded
