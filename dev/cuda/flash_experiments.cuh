@@ -66,20 +66,7 @@ template <int NJ>
 __device__ __forceinline__ void f6_softmax(float (&s)[4 * NJ], float (&mrow)[2], float (&lrow)[2], float (&alpha)[2],
                                            uint32_t (&pa)[NJ / 2][4], int64_t j0, int64_t Lk, float lw2, int lane)
 {
-    if (j0 + 8 * NJ > Lk || (lw2 != 0.0f && j0 + 8 * NJ >= Lk)) {
-#pragma unroll
-        for (int j = 0; j < NJ; j++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int64_t key = j0 + 8 * j + 2 * (lane % 4) + e;
-                if (key >= Lk)
-                    s[4 * j + e] = s[4 * j + 2 + e] = -INFINITY;
-                else if (key == Lk - 1) {
-                    s[4 * j + e] += lw2;
-                    s[4 * j + 2 + e] += lw2;
-                }
-            }
-    }
+    fw_mask<NJ>(s, j0, Lk, lw2, lane);
     float base[2], sum[2] = { 0.0f, 0.0f };
 #pragma unroll
     for (int h = 0; h < 2; h++) {

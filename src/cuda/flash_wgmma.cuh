@@ -123,16 +123,14 @@ __device__ __forceinline__ void fence_regs(float (&d)[N])
 #endif
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* The online softmax of one key tile on the S accumulators s (s[4j + 2h + e]: row 16·warp + lane/4 + 8h of the
- * warpgroup, key j0 + 8j + 2(lane%4) + e), in place: s becomes P (unnormalised, exp2 of s - the running max);
- * mrow/lrow are the running max and this thread's part of the row sum; acc is rescaled. Keys past Lk get -inf;
- * key Lk - 1 gets lw2 added. Then P is packed into the A fragments of the eight 16-key steps of P·V. */
-__device__ __forceinline__ void fw_softmax(float (&s)[64], float (&acc)[64], float (&mrow)[2], float (&lrow)[2],
-                                           uint32_t (&pa)[8][4], int64_t j0, int64_t Lk, float lw2, int lane)
+/* The scores s of the tile of 8·NJ keys from j0 (s[4j + 2h + e]: key j0 + 8j + 2(lane%4) + e): keys past Lk get
+ * -inf, key Lk - 1 gets lw2 added (its multiplicity, backend.h). Only the tile holding Lk - 1 has work to do. */
+template <int NJ>
+__device__ __forceinline__ void fw_mask(float (&s)[4 * NJ], int64_t j0, int64_t Lk, float lw2, int lane)
 {
-    if (j0 + FW_BK > Lk || (lw2 != 0.0f && j0 + FW_BK >= Lk)) {
+    if (j0 + 8 * NJ > Lk || (lw2 != 0.0f && j0 + 8 * NJ >= Lk)) {
 #pragma unroll
-        for (int j = 0; j < 16; j++)
+        for (int j = 0; j < NJ; j++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 const int64_t key = j0 + 8 * j + 2 * (lane % 4) + e;
@@ -144,6 +142,16 @@ __device__ __forceinline__ void fw_softmax(float (&s)[64], float (&acc)[64], flo
                 }
             }
     }
+}
+
+/* The online softmax of one key tile on the S accumulators s (s[4j + 2h + e]: row 16·warp + lane/4 + 8h of the
+ * warpgroup, key j0 + 8j + 2(lane%4) + e), in place: s becomes P (unnormalised, exp2 of s - the running max);
+ * mrow/lrow are the running max and this thread's part of the row sum; acc is rescaled. Keys past Lk get -inf;
+ * key Lk - 1 gets lw2 added. Then P is packed into the A fragments of the eight 16-key steps of P·V. */
+__device__ __forceinline__ void fw_softmax(float (&s)[64], float (&acc)[64], float (&mrow)[2], float (&lrow)[2],
+                                           uint32_t (&pa)[8][4], int64_t j0, int64_t Lk, float lw2, int lane)
+{
+    fw_mask<16>(s, j0, Lk, lw2, lane);
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         float mx = mrow[h];
