@@ -39,7 +39,8 @@ model)
 workbench)
   for p in matmul_bf16 conv3d layernorm_modulate; do step wb_$p 60 $B/$p validate; done ;;
 bench)
-  step bench_attention 90 $B/attention_forward benchmark
+  # the production kernels and their predecessors; v1 and v2 (the slow references, ~40 s) only on request
+  step bench_attention 90 sh -c "for v in 3 4 8 11; do $B/attention_forward benchmark \$v; done"
   step bench_gpu_8k 90 $B/gpu --tokens 8192 --no-vae
   step bench_gpu 240 $B/gpu
   step bench_matmul 60 $B/matmul_bf16 benchmark ;;
