@@ -1,17 +1,16 @@
 #!/bin/sh
 # Packs the CUDA build for a GPU machine that has the CUDA runtime but none of the project's Debian libraries
-# (the device tool's lent machines, docs/CUDA.md "Checklist"). Run after `make cuda` and `make -C dev/cuda`.
-# Writes gpu-bundle/ (git-ignored): bin/{wan_tests,gpu,attention_forward,matmul_bf16,conv3d,layernorm_modulate},
-# stripped, with OpenBLAS linked statically and libcjson/libgomp beside them in lib/. FFmpeg is left out (its
-# dependency tree is ~200 MB): its functions are stubs that abort, so these binaries must not be asked to read or
-# write a video. Usage there: LD_LIBRARY_PATH=gpu-bundle/lib:/usr/local/cuda/lib64 gpu-bundle/bin/wan_tests backend
+# (the device tool's lent machines, docs/CUDA.md "Running on a lent GPU"). Run after `make cuda`.
+# Writes gpu-bundle.tar.xz (~6 MB, git-ignored) of gpu-bundle/: bin/{wan_tests, gpu, attention_forward,
+# matmul_bf16, conv3d, layernorm_modulate}, stripped, and lib/ with OpenBLAS, libcjson, libgomp and the Fortran
+# runtime OpenBLAS needs. FFmpeg is left out (its dependency tree is ~200 MB): its functions are stubs that abort,
+# so these binaries must not be asked to read or write a video. scripts/gpu_check.sh unpacks and runs it there.
 set -eu
 cd "$(dirname "$0")/.."
 CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
-BLAS=-lopenblas
 OUT=gpu-bundle
 rm -rf $OUT && mkdir -p $OUT/bin $OUT/lib
-LIBS="build-cuda/libwan.a -lcjson -lz $BLAS -lgfortran -lm -lpthread -L$CUDA_HOME/lib64 -lcublasLt -lcublas -lcudart -lstdc++"
+LIBS="build-cuda/libwan.a -lcjson -lz -lopenblas -lm -lpthread -L$CUDA_HOME/lib64 -lcublasLt -lcublas -lcudart -lstdc++"
 # FFmpeg stubs: every av*/sws* symbol the link leaves undefined becomes a function that aborts.
 NOFF=$OUT/ffmpeg_stubs.o
 gcc -fopenmp -o $OUT/probe build-cuda/tests/*.o $LIBS 2>&1 | sed -n "s/.*undefined reference to .\([A-Za-z_0-9]*\).*/\1/p" |

@@ -1,8 +1,9 @@
 #!/bin/bash
-# The first-GPU-session checklist of docs/CUDA.md as one time-boxed script, for a lent GPU machine that has the
-# CUDA runtime but not the project's Debian libraries. Here: `make cuda && make -C dev/cuda && sh scripts/gpu_bundle.sh`;
-# there (device tool, carry gpu-bundle.tar.xz): `bash scripts/gpu_check.sh [steps]`. Steps, in order of priority:
-# ops flash model workbench bench (default: all), or wgmma (the Hopper attention: validation and A/B timings). Writes each step's log to $OUT (or ./gpu-logs) and a summary.
+# The GPU checklist of docs/CUDA.md as one time-boxed script, for a lent GPU machine that has the CUDA runtime
+# but not the project's Debian libraries. Here: `make cuda && sh scripts/gpu_bundle.sh`; there (device tool,
+# carry gpu-bundle.tar.xz): `bash scripts/gpu_check.sh [steps]`. Steps, in order of priority: ops flash model
+# workbench bench (the default: all five), or experiments (dev/cuda/flash_experiments.cuh: validation, timings).
+# Writes each step's log and a summary to $OUT (or ./gpu-logs), then packs the logs into logs.tgz.
 cd "$(dirname "$0")/.."
 LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
 STEPS=${1:-ops flash model workbench bench}
@@ -44,11 +45,11 @@ bench)
   step bench_gpu_8k 90 $B/gpu --tokens 8192 --no-vae
   step bench_gpu 240 $B/gpu
   step bench_matmul 60 $B/matmul_bf16 benchmark ;;
-wgmma)
-  for v in 15 16 17; do step wg_v$v 20 $B/attention_forward validate $v; done
-  step wg_bench 80 sh -c "for v in 17 16 11; do timeout 20 $B/attention_forward benchmark \$v; done" ;;
-final)
-  step bench_gpu 120 $B/gpu ;;
+experiments)
+  for v in 15 16 17; do step exp_v$v 20 $B/attention_forward validate $v; done
+  step exp_bench 80 sh -c "for v in 17 16 11; do timeout 20 $B/attention_forward benchmark \$v; done" ;;
+*)
+  echo "gpu_check: unknown step '$s' (ops flash model workbench bench experiments)" | tee -a "$SUM" ;;
 esac; done
 cat "$SUM"
 # at most 8 files come back from a device run: one archive of every log
