@@ -24,6 +24,7 @@
 typedef struct opts {
     int device, layers, text_len, reps, dit, vae, frames, width, height;
     long tokens;
+    double datasheet; /* NVIDIA's dense bf16 TFLOP/s for this GPU (datasheet_tflops), 0: unknown */
 } opts;
 
 static double now_s(void)
@@ -75,8 +76,6 @@ static double datasheet_tflops(const char *name)
         return 312.0;
     return 0.0;
 }
-
-static double g_datasheet; /* TFLOP/s, 0: unknown */
 
 /* Backend buffer of n floats, uploaded from `init` (NULL: zeros). */
 static float *dev_floats(wan_backend *be, size_t n, const float *init)
@@ -267,8 +266,8 @@ static void bench_dit(wan_backend *be, const opts *o, double peak)
     }
     printf("  total: %.1f ms per block, %.1f TFLOP/s, %.1f%% of the bf16 peak (%.0f TFLOP/s)", best * 1e3 / o->layers,
            flop / best * 1e-12, 100.0 * flop / best / peak, peak * 1e-12);
-    if (g_datasheet > 0)
-        printf(", %.1f%% of the datasheet's %.0f", 100.0 * flop / best * 1e-12 / g_datasheet, g_datasheet);
+    if (o->datasheet > 0)
+        printf(", %.1f%% of the datasheet's %.0f", 100.0 * flop / best * 1e-12 / o->datasheet, o->datasheet);
     printf("\n");
     printf("  device memory in use: %.2f GiB after setup (weights, activations), %.2f GiB after the run\n", mem0,
            used_gib());
@@ -394,7 +393,7 @@ static void bench_vae(wan_backend *be, const opts *o, double peak)
 
 int main(int argc, char **argv)
 {
-    opts o = { 0, 2, 512, 1, 1, 1, 81, 1280, 720, 75600 };
+    opts o = { 0, 2, 512, 1, 1, 1, 81, 1280, 720, 75600, 0.0 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "--device")) o.device = atoi(val), i++;
@@ -426,11 +425,11 @@ int main(int argc, char **argv)
         return 1;
     }
     const double peak = bf16_peak(o.device, name, sizeof name);
-    g_datasheet = datasheet_tflops(name);
+    o.datasheet = datasheet_tflops(name);
     printf("device: %s (%s); dense bf16 peak taken as %.0f TFLOP/s (SMs x max clock x 4096)", be->device, name,
            peak * 1e-12);
-    if (g_datasheet > 0)
-        printf(", datasheet %.0f TFLOP/s", g_datasheet);
+    if (o.datasheet > 0)
+        printf(", datasheet %.0f TFLOP/s", o.datasheet);
     printf("\n");
     if (o.dit)
         bench_dit(be, &o, peak);
