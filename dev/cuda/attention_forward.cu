@@ -389,7 +389,7 @@ static run make_run(wan_backend *be, wan_backend *be32, int Lq, int Lk, int H, i
     r.q = (float *)to_device(*hq, nq * 4), r.k = (float *)to_device(*hk, nk * 4), r.v = (float *)to_device(*hv, nk * 4);
     CUDA_CHECK(cudaMalloc(&r.o, nq * 4));
     CUDA_CHECK(cudaMalloc(&r.kb, nk * 2));
-    CUDA_CHECK(cudaMalloc(&r.vb, (size_t)(Lk + 7) / 8 * 8 * H * hd * 2)); /* versions 7-8: Vᵀ, keys padded */
+    CUDA_CHECK(cudaMalloc(&r.vb, (size_t)fw_keys_padded(Lk) * H * hd * 2)); /* versions 7-17: Vᵀ, keys padded */
     return r;
 }
 

@@ -222,7 +222,7 @@ cudaError_t f6_launch(const float *q, int64_t ldq, const __nv_bfloat16 *kb, cons
                       int64_t ldo, int64_t Lq, int64_t Lk, int head0, int nh, float qscale, float lw2,
                       cudaStream_t st)
 {
-    const int64_t Lkp = (Lk + 7) / 8 * 8;
+    const int64_t Lkp = fw_keys_padded(Lk);
     CUtensorMap km, vm;
     if (!ft_map(&km, kb, FW_HD, (uint64_t)Lk, (uint64_t)nh, 64) ||
         !ft_map(&vm, vt, (uint64_t)Lkp, FW_HD, (uint64_t)nh, 128))
@@ -381,7 +381,7 @@ inline cudaError_t fr_launch(const float *q, int64_t ldq, const __nv_bfloat16 *k
                              int64_t ldo, int64_t Lq, int64_t Lk, int head0, int nh, float qscale, float lw2,
                              cudaStream_t st)
 {
-    const int64_t Lkp = (Lk + 7) / 8 * 8;
+    const int64_t Lkp = fw_keys_padded(Lk);
     CUtensorMap km, vm;
     if (!ft_map(&km, kb, FW_HD, (uint64_t)Lk, (uint64_t)nh) || !ft_map(&vm, vt, (uint64_t)Lkp, FW_HD, (uint64_t)nh))
         return cudaErrorInvalidValue;

@@ -204,8 +204,11 @@ static void attention_wgmma(wan_backend *be, const float *q, int64_t ldq, const 
                 break;
             }
         if (e != cudaSuccess) {
-            wan_backend_fail(be, WAN_ERR_INTERNAL, "wgmma flash attention (heads %d..%d): %s", h0, h0 + n - 1,
-                             cudaGetErrorString(e));
+            const int tma = kind != CU_ATTN_WGMMA;
+            wan_backend_fail(be, WAN_ERR_INTERNAL, "%s flash attention (Lq %lld, Lk %lld, heads %d..%d): %s%s",
+                             tma ? "TMA wgmma" : "wgmma", (long long)Lq, (long long)Lk, h0, h0 + n - 1,
+                             cudaGetErrorString(e),
+                             tma && e == cudaErrorNotSupported ? " (the driver refused the K/Vᵀ tensor maps)" : "");
             return;
         }
     }

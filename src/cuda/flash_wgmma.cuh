@@ -237,18 +237,20 @@ __global__ void k_kvt_bf16(const float *__restrict__ k, int64_t ldk, const float
     }
 }
 
-/* Copies one 128 x 128 tile into the K-major layout with cp.async: chunk i (16 bytes: row r, columns 8c..8c+7)
- * with r%8 = i%8, c = (i/8)%16, r/8 = i/128, so each 8-lane phase writes 128 contiguous shared bytes. `src` is
- * row 0 column 0 of the tile, rows `ld` elements apart; rows >= rows_ok or columns >= cols_ok are zero-filled. */
+/* The 16-byte chunk (row r, columns 8c..8c+7) that loader thread slot i of a 128 x 128 tile copies, chosen so that
+ * each 8-lane phase writes 128 contiguous (FW_PLAIN: one core matrix) or one permuted 128-byte row (FW_SW128) of
+ * shared memory: conflict-free (checked by `attention_forward layout`). */
 template <int LAYOUT>
 __host__ __device__ __forceinline__ void fw_chunk_rc(int i, int &r, int &c)
 {
-    if (LAYOUT == FW_SW128) /* 8 lanes: one row's 8 chunks of a half, permuted within 128 bytes */
+    if (LAYOUT == FW_SW128)
         r = i >> 4, c = i & 15;
     else
         r = (i & 7) + (i >> 7) * 8, c = (i >> 3) & 15;
 }
 
+/* Copies one 128 x 128 tile into LAYOUT with cp.async. `src` is row 0 column 0 of the tile, rows `ld` elements
+ * apart; rows >= rows_ok or columns >= cols_ok are zero-filled (`any`: a valid address that is not read). */
 template <int LAYOUT>
 __device__ __forceinline__ void fw_load_tile(uint32_t dst, const __nv_bfloat16 *src, int64_t ld, int64_t rows_ok,
                                              int64_t cols_ok, const __nv_bfloat16 *any)
@@ -351,17 +353,23 @@ k_flash_wgmma(const float *__restrict__ q, int64_t ldq, const __nv_bfloat16 *__r
 #endif
 }
 
-/* Scratch bytes per head of fw_kv_prepare: K rows and Vᵀ with keys padded to a multiple of 8. */
+/* Vᵀ's row length: the keys padded with zeros to a multiple of 8 (16-byte copies). */
+inline int64_t fw_keys_padded(int64_t Lk)
+{
+    return (Lk + 7) / 8 * 8;
+}
+
+/* Scratch bytes per head of fw_kv_prepare: K rows and Vᵀ. */
 inline size_t fw_bytes_per_head(int64_t Lk)
 {
-    return (size_t)(Lk + (Lk + 7) / 8 * 8) * FW_HD * 2;
+    return (size_t)(Lk + fw_keys_padded(Lk)) * FW_HD * 2;
 }
 
 /* K/V of heads head0 .. head0 + nh - 1 -> kb [nh][Lk][128], vt [nh][128][Lkp] (Lkp = Lk rounded up to 8). */
 inline cudaError_t fw_kv_prepare(const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t Lk, int head0,
                                  int nh, __nv_bfloat16 *kb, __nv_bfloat16 *vt, cudaStream_t st)
 {
-    const int64_t Lkp = (Lk + 7) / 8 * 8;
+    const int64_t Lkp = fw_keys_padded(Lk);
     k_kvt_bf16<<<dim3((unsigned)((Lkp + 31) / 32), FW_HD / 32, (unsigned)nh), dim3(32, 8), 0, st>>>(
         k, ldk, v, ldv, Lk, Lkp, head0, kb, vt);
     return cudaGetLastError();
@@ -376,7 +384,7 @@ cudaError_t fw_launch(const float *q, int64_t ldq, const __nv_bfloat16 *kb, cons
     if (e != cudaSuccess)
         return e;
     const dim3 grid((unsigned)((Lq + FW_BQ - 1) / FW_BQ), (unsigned)nh);
-    k_flash_wgmma<LAYOUT><<<grid, FW_THREADS, FW_SMEM, st>>>(q, ldq, kb, vt, o, ldo, Lq, Lk, (Lk + 7) / 8 * 8, head0,
+    k_flash_wgmma<LAYOUT><<<grid, FW_THREADS, FW_SMEM, st>>>(q, ldq, kb, vt, o, ldo, Lq, Lk, fw_keys_padded(Lk), head0,
                                                            qscale, lw2);
     return cudaGetLastError();
 }
@@ -391,7 +399,7 @@ cudaError_t fw_launch(const float *q, int64_t ldq, const __nv_bfloat16 *kb, cons
  * PINGPONG, named barriers make the warpgroups take turns to issue their GEMMs, so that one's softmax runs while
  * the other's GEMMs do. With PIPE, S(t+1) is issued together with P·V(t) (FlashAttention-3's schedule): each
  * warpgroup alternates one softmax and one pair of GEMMs. (A separate producer warp would cap the block at 168
- * registers per thread: ptxas * allocates for whole warpgroups.) */
+ * registers per thread: ptxas allocates for whole warpgroups.) */
 constexpr int FT_THREADS = 256;
 
 template <int STAGES>
@@ -450,9 +458,8 @@ k_flash_tma(const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CU
     unsigned char *sm = ft_smem_raw + ((1024 - (smem_u32(ft_smem_raw) & 1023)) & 1023);
     const uint32_t sQ = smem_u32(sm), sKV = sQ + FW_TILE; /* stage i: K at sKV + 2i·TILE, Vᵀ one tile on */
     const uint32_t full = sQ + FW_TILE * (1 + 2 * STAGES), empty = full + 8 * STAGES;
-    const int tid = (int)threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int tid = (int)threadIdx.x, lane = tid % 32;
     const int hl = (int)blockIdx.y;
-    (void)warp;
     const int64_t head = head0 + (int64_t)hl, q0 = (int64_t)blockIdx.x * FW_BQ;
     const int ntiles = (int)((Lk + FW_BK - 1) / FW_BK);
     /* tile t into buffer t % STAGES (thread 0 only) */
@@ -475,7 +482,7 @@ k_flash_tma(const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CU
             issue(t);
     }
 
-    const int wg = tid / 128, wwarp = warp % 4;
+    const int wg = tid / 128, wwarp = (tid / 32) % 4;
     fw_load_q<FW_SW128>(sm, q, ldq, q0, Lq, head, qscale, tid);
     fence_proxy_async();
     __syncthreads(); /* Q complete; the mbarriers initialised */
@@ -595,16 +602,17 @@ inline bool ft_map(CUtensorMap *m, const void *base, uint64_t d0, uint64_t d1, u
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/* k_flash_tma over heads head0 .. head0 + nh - 1; kb/vt from fw_kv_prepare for the same heads. */
+/* k_flash_tma over heads head0 .. head0 + nh - 1; kb/vt from fw_kv_prepare for the same heads. Returns
+ * cudaErrorNotSupported when the driver's encoder refuses the K/Vᵀ tensor maps, else the launch's error. */
 template <int STAGES, bool PINGPONG, bool PIPE>
 cudaError_t ft_launch(const float *q, int64_t ldq, const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, float *o,
                       int64_t ldo, int64_t Lq, int64_t Lk, int head0, int nh, float qscale, float lw2,
                       cudaStream_t st)
 {
-    const int64_t Lkp = (Lk + 7) / 8 * 8;
+    const int64_t Lkp = fw_keys_padded(Lk);
     CUtensorMap km, vm;
     if (!ft_map(&km, kb, FW_HD, (uint64_t)Lk, (uint64_t)nh) || !ft_map(&vm, vt, (uint64_t)Lkp, FW_HD, (uint64_t)nh))
-        return cudaErrorInvalidValue;
+        return cudaErrorNotSupported;
     const int smem = ft_smem<STAGES>::BYTES;
     cudaError_t e = cudaFuncSetAttribute(k_flash_tma<STAGES, PINGPONG, PIPE>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
