@@ -419,8 +419,9 @@ def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_rang
     With frame_noise > 0 that fraction of the samples gets an independent noise level per latent frame (the
     transformer takes per-token timesteps, as Wan2.2 TI2V does), so that a clearer frame shows where the object
     is and the caption has to say where it goes in the others; the rest share one level, as in sampling.
-    With anchor > 0 (and frame_noise > 0, whose branch draws it) that fraction of all samples has latent frame 0 nearly clean (sigma in [0, 0.3]) and the
-    others nearly pure noise (sigma in [0.97, 1]): where the object goes can then only come from the caption.
+    With anchor > 0 (and frame_noise > 0, whose branch draws it) that fraction of all samples has latent frame 0
+    nearly clean (sigma in [0, 0.3]) and the others nearly pure noise (sigma in [0.97, 1]): where the object goes
+    can then only come from the caption.
     With every > 0, callback(step) runs after every `every` steps (on the raw weights, not the EMA's)."""
     gen = torch.Generator().manual_seed(seed)
     frng = torch.Generator().manual_seed(seed + 2)
@@ -452,9 +453,9 @@ def train_dit(name, model, text_encoder, tokens, x0_all, captions, steps, u_rang
             per = torch.where(mixed[:, None], per, sigma[:, None].expand(batch, nf))
             if anchor > 0:
                 pin = torch.rand(batch, generator=frng) < anchor
-                lo = torch.full((batch, nf), 0.97) + 0.03 * torch.rand(batch, nf, generator=frng)
-                lo[:, 0] = 0.3 * torch.rand(batch, generator=frng)
-                per = torch.where(pin[:, None], lo, per)
+                anchored = torch.full((batch, nf), 0.97) + 0.03 * torch.rand(batch, nf, generator=frng)
+                anchored[:, 0] = 0.3 * torch.rand(batch, generator=frng)
+                per = torch.where(pin[:, None], anchored, per)
             s = per.view(batch, 1, nf, 1, 1)
             t_in = frame_timesteps(model, per, x0)
         xt = (1 - s) * x0 + s * noise
