@@ -304,29 +304,28 @@ static void candidate(run *r, float qscale)
         CUDA_CHECK(fa_launch<C64>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
 }
 
-/* Versions 7-8: K and Vᵀ to bf16, then the wgmma kernel over all heads in one launch. */
-template <int STAGES, bool PP, bool PIPE>
-static void tma_version(run *r, float qscale)
+/* Versions 7-17: K and Vᵀ to bf16, then one of the Hopper kernels over all heads in one launch. */
+static void hopper_version(run *r, float qscale)
 {
     const int ld = r->H * r->hd;
     CUDA_CHECK(fw_kv_prepare(r->k, ld, r->v, ld, r->Lk, 0, r->H, r->kb, r->vb, 0));
-    CUDA_CHECK((ft_launch<STAGES, PP, PIPE>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0)));
-}
-
-template <int STAGES>
-static void tma64_version(run *r, float qscale)
-{
-    const int ld = r->H * r->hd;
-    CUDA_CHECK(fw_kv_prepare(r->k, ld, r->v, ld, r->Lk, 0, r->H, r->kb, r->vb, 0));
-    CUDA_CHECK(f6_launch<STAGES>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
-}
-
-template <int LAYOUT>
-static void wgmma_version(run *r, float qscale)
-{
-    const int ld = r->H * r->hd;
-    CUDA_CHECK(fw_kv_prepare(r->k, ld, r->v, ld, r->Lk, 0, r->H, r->kb, r->vb, 0));
-    CUDA_CHECK(fw_launch<LAYOUT>(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
+#define HOPPER_ARGS r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, (cudaStream_t)0
+    cudaError_t e;
+    switch (r->version) {
+    case 7: e = fw_launch<FW_PLAIN>(HOPPER_ARGS); break;
+    case 8: e = fw_launch<FW_SW128>(HOPPER_ARGS); break;
+    case 9: e = ft_launch<2, false, false>(HOPPER_ARGS); break;
+    case 10: e = ft_launch<2, true, false>(HOPPER_ARGS); break;
+    case 11: e = ft_launch<3, false, false>(HOPPER_ARGS); break;
+    case 12: e = ft_launch<3, true, false>(HOPPER_ARGS); break;
+    case 13: e = ft_launch<3, false, true>(HOPPER_ARGS); break;
+    case 14: e = ft_launch<3, true, true>(HOPPER_ARGS); break;
+    case 15: e = f6_launch<4>(HOPPER_ARGS); break;
+    case 16: e = f6_launch<6>(HOPPER_ARGS); break;
+    default: e = fr_launch(HOPPER_ARGS); break;
+    }
+#undef HOPPER_ARGS
+    CUDA_CHECK(e);
 }
 
 static int has_version(const run *r, int ver)
@@ -361,22 +360,7 @@ static void forward(void *arg)
     case 4: candidate<fa_cfg_hd128, fa_cfg_hd64>(r, qscale); break;
     case 5: candidate<fa_cfg<128, 8, 1, 64, 1>, fa_cfg<64, 8, 1, 64, 2>>(r, qscale); break;
     case 6: candidate<fa_cfg<128, 4, 2, 32, 2>, fa_cfg<64, 4, 2, 32, 2>>(r, qscale); break;
-    case 7: wgmma_version<FW_PLAIN>(r, qscale); break;
-    case 8: wgmma_version<FW_SW128>(r, qscale); break;
-    case 9: tma_version<2, false, false>(r, qscale); break;
-    case 10: tma_version<2, true, false>(r, qscale); break;
-    case 11: tma_version<3, false, false>(r, qscale); break;
-    case 12: tma_version<3, true, false>(r, qscale); break;
-    case 13: tma_version<3, false, true>(r, qscale); break;
-    case 14: tma_version<3, true, true>(r, qscale); break;
-    case 15: tma64_version<4>(r, qscale); break;
-    case 16: tma64_version<6>(r, qscale); break;
-    default: {
-        const int ld = r->H * r->hd;
-        CUDA_CHECK(fw_kv_prepare(r->k, ld, r->v, ld, r->Lk, 0, r->H, r->kb, r->vb, 0));
-        CUDA_CHECK(fr_launch(r->q, ld, r->kb, r->vb, r->o, ld, r->Lq, r->Lk, 0, r->H, qscale, 0.0f, 0));
-        break;
-    }
+    default: hopper_version(r, qscale); break;
     }
 }
 
