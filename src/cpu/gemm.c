@@ -1,5 +1,5 @@
 /* gemm.c — linear layers: the packed GEMM driver (micro-kernels per ISA), the row-dot path for a few rows, and
- * OpenBLAS sgemm with tiled conversion of BF16/F16 weights. */
+ * OpenBLAS sgemm (weights in place, or BF16/F16 through a tiled conversion) for comparison. */
 #include "cpu/gemm.h"
 #include "cpu/cpu.h"
 
@@ -33,11 +33,13 @@ void wan_cpu_linear_set_mode(wan_linear_mode mode) { g_mode = mode; }
 /* Products with at most this many x rows use the row-dot path (no packing: each weight is read once). */
 #define LINEAR_ROWS_MAX 4
 
-/* The path AUTO takes, as bench/gemm.c measured it: stored BF16/F16 weights always go through the packed GEMM
- * (it reads them once, converting while packing); in-place F32 weights stay with OpenBLAS. */
+/* The path AUTO takes, as bench/gemm.c measured it: the packed GEMM for every dtype (for BF16/F16 it reads the
+ * weights once, converting while packing; for F32 it has run 1-3% faster than OpenBLAS's sgemm since the activation
+ * rows are packed too). OpenBLAS only when WAN_LINEAR_BLAS forces it. */
 static int use_packed(const wan_tensor *w)
 {
-    return g_mode == WAN_LINEAR_PACKED || (g_mode == WAN_LINEAR_AUTO && !f32_in_place(w));
+    (void)w;
+    return g_mode != WAN_LINEAR_BLAS;
 }
 
 static int64_t tile_scratch(const wan_tensor *w)
@@ -81,17 +83,24 @@ void wan_cpu_to_f32(const void *src, wan_dtype dtype, float *dst, int64_t n)
 #define GEN_MR 4
 #define GEN_NR 8
 
-static void kernel_generic(int64_t kc, const float *a, int64_t lda, const float *b, float *c, int64_t ldc, int m,
-                           int n, const float *bias, int acc)
+static void kernel_generic(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
+                           const float *bias, int acc)
 {
     float t[GEN_MR][GEN_NR] = { { 0 } };
-    for (int64_t p = 0; p < kc; p++, b += GEN_NR)
+    for (int64_t p = 0; p < kc; p++, a += GEN_MR, b += GEN_NR)
         for (int i = 0; i < m; i++)
             for (int j = 0; j < GEN_NR; j++)
-                t[i][j] += a[i * lda + p] * b[j];
+                t[i][j] += a[i] * b[j];
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++)
             c[i * ldc + j] = t[i][j] + (acc ? c[i * ldc + j] : bias ? bias[j] : 0.0f);
+}
+
+static void pack_a_generic(const float *x, int64_t ldx, int rows, int64_t kc, float *dst)
+{
+    for (int i = 0; i < GEN_MR; i++)
+        for (int64_t p = 0; p < kc; p++)
+            dst[p * GEN_MR + i] = i < rows ? x[i * ldx + p] : 0.0f;
 }
 
 static void pack_b_generic(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0,
@@ -125,6 +134,7 @@ const wan_gemm_ukr wan_gemm_ukr_generic = {
     .mr = GEN_MR,
     .nr = GEN_NR,
     .kernel = kernel_generic,
+    .pack_a = pack_a_generic,
     .pack_b = pack_b_generic,
     .dot = dot_generic,
 };
@@ -141,11 +151,12 @@ static int64_t room_cols(int64_t N) { return (min64(N, WAN_GEMM_NC) + 31) / 32 *
 int64_t wan_gemm_scratch(int64_t N, int64_t K) { return min64(K, WAN_GEMM_KC) * room_cols(N) + 64; }
 
 /* One thread's share: output rows [r0, r1) x weight panels [q0, q1). It packs up to `cap` panels at a time into its
- * own room `pb` (kc x nr each), then multiplies them with the rows, WAN_GEMM_MC rows at a time so that those rows
- * stay in L2 while each panel (in L1) meets all of them. */
+ * own room `pb` (kc x nr each), then multiplies them with the rows, WAN_GEMM_MC rows at a time (packed on this
+ * thread's stack, 96 KiB) so that those rows stay in L2 while each panel (in L1) meets all of them. */
 static void share(const wan_gemm_ukr *u, const float *x, int64_t ldx, int64_t r0, int64_t r1, const wan_tensor *w,
                   int64_t K, int64_t q0, int64_t q1, int64_t cap, const float *bias, float *y, int64_t ldy, float *pb)
 {
+    _Alignas(64) float pa[WAN_GEMM_MC * WAN_GEMM_KC + WAN_GEMM_A_SLACK];
     const int mr = u->mr, nr = u->nr;
     const int64_t N = w->ne[0];
     for (int64_t qc = q0; qc < q1; qc += cap) {
@@ -157,13 +168,15 @@ static void share(const wan_gemm_ukr *u, const float *x, int64_t ldx, int64_t r0
                           pb + q * nr * kc);
             for (int64_t ic = r0; ic < r1; ic += WAN_GEMM_MC) {
                 const int64_t ie = min64(ic + WAN_GEMM_MC, r1);
+                for (int64_t i = ic; i < ie; i += mr) /* the rows in the micro-kernel's order, one stream in L1 */
+                    u->pack_a(x + i * ldx + pc, ldx, (int)min64(mr, ie - i), kc, pa + (i - ic) * kc);
                 for (int64_t q = 0; q < qn; q++) {
                     const int64_t n0 = (qc + q) * nr;
                     const int n = (int)min64(nr, N - n0);
                     const float *bq = pb + q * nr * kc, *bb = bias && pc == 0 ? bias + n0 : NULL;
                     for (int64_t i = ic; i < ie; i += mr)
-                        u->kernel(kc, x + i * ldx + pc, ldx, bq, y + i * ldy + n0, ldy, (int)min64(mr, ie - i), n,
-                                  bb, pc > 0);
+                        u->kernel(kc, pa + (i - ic) * kc, bq, y + i * ldy + n0, ldy, (int)min64(mr, ie - i), n, bb,
+                                  pc > 0);
                 }
             }
         }

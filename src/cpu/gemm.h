@@ -1,9 +1,8 @@
 /* gemm.h — dense linear layers on the CPU: y = x·Wᵀ + b with weights in F32, BF16 or F16 as stored
  * (internal). Three paths, chosen per call (wan_cpu_linear_set_mode; AUTO is what bench/gemm.c measured best):
- * F32 weights go to OpenBLAS in place; BF16/F16 weights go to the packed GEMM below, which converts them while
- * packing (or, for a few rows of x, to row dot products that convert on the fly); the older path, which converts
- * one 32 MiB tile of rows at a time for OpenBLAS, remains for WAN_LINEAR_BLAS. No f32 copy of a whole matrix is
- * ever made. */
+ * weights of every dtype go to the packed GEMM below, which converts them while packing (or, for a few rows of x,
+ * to row dot products that convert on the fly); OpenBLAS sgemm (F32 weights in place, BF16/F16 ones converted one
+ * 32 MiB tile of rows at a time) remains for WAN_LINEAR_BLAS. No f32 copy of a whole matrix is ever made. */
 #ifndef WAN_CPU_GEMM_H
 #define WAN_CPU_GEMM_H
 
@@ -13,8 +12,8 @@
  * keep OpenBLAS from repacking the activations once per small tile. */
 #define WAN_LINEAR_TILE_FLOATS ((int64_t)1 << 23)
 
-/* Scratch floats wan_cpu_linear needs for an [N, K] weight in the current mode (0 for 4-byte aligned F32 in AUTO
- * mode; about 6 MiB at most for BF16/F16; up to WAN_LINEAR_TILE_FLOATS in WAN_LINEAR_BLAS mode). */
+/* Scratch floats wan_cpu_linear needs for an [N, K] weight in the current mode (about 6 MiB at most in AUTO mode;
+ * in WAN_LINEAR_BLAS mode 0 for 4-byte aligned F32, up to WAN_LINEAR_TILE_FLOATS otherwise). */
 int64_t wan_cpu_linear_scratch(const wan_tensor *w);
 
 /* y[m, n] = sum_k x[m, k] · W[n, k] + b[n] for m < M, n < N, where W is the 2-D (or 5-D conv, flattened to
@@ -36,7 +35,8 @@ void wan_cpu_linear_set_tile(int64_t floats);
 
 /* ---- packed GEMM (gemm.c driver, micro-kernels per ISA in gemm_avx2.c / gemm_avx512.c) ----------------
  * y = x·Wᵀ + b computed BLIS-style: W is packed straight from its stored dtype into [kc][nr] f32 panels (no f32
- * copy of the matrix) and an mr x nr register-blocked micro-kernel multiplies them with mr rows of x read in place.
+ * copy of the matrix), WAN_GEMM_MC rows of x into [kc][mr] blocks, and an mr x nr register-blocked micro-kernel
+ * multiplies the two.
  * Each thread owns a range of output columns (and of rows when there are more threads than column panels) and
  * packs its own weight panels, so a product has no barrier inside: on a shared machine a descheduled thread
  * delays only its own share. */
@@ -45,11 +45,14 @@ void wan_cpu_linear_set_tile(int64_t floats);
 typedef struct wan_gemm_ukr {
     const char *name;
     int mr, nr; /* rows of x and weight rows (output columns) per micro-tile */
-    /* C[i, j] (row stride ldc) for i < m <= mr, j < n <= nr: acc ? C + Σ_p a[i·lda + p]·b[p·nr + j]
-     * : bias[j] (0 when bias is NULL) + Σ_p ..., over p < kc. a is the activation rows as they are (rows
-     * i >= m are not read); b is a packed panel, 32-byte aligned (64 for AVX-512). */
-    void (*kernel)(int64_t kc, const float *a, int64_t lda, const float *b, float *c, int64_t ldc, int m, int n,
-                   const float *bias, int acc);
+    /* C[i, j] (row stride ldc) for i < m <= mr, j < n <= nr: acc ? C + Σ_p a[p·mr + i]·b[p·nr + j]
+     * : bias[j] (0 when bias is NULL) + Σ_p ..., over p < kc. a is mr activation rows packed k-major (rows
+     * i >= m hold zeros), b a packed panel; both 64-byte aligned. */
+    void (*kernel)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n, const float *bias,
+                   int acc);
+    /* dst[p·mr + i] = x[i·ldx + p] for i < rows <= mr (zero for rows <= i < mr), p < kc: one group of activation
+     * rows for `kernel`; may write up to WAN_GEMM_A_SLACK floats past dst[kc·mr - 1]. */
+    void (*pack_a)(const float *x, int64_t ldx, int rows, int64_t kc, float *dst);
     /* dst[p·nr + j] = f32(W[n0 + j, k0 + p]) for j < rows (zero for rows <= j < nr), p < kc; W is [*, ldw]
      * in `dtype` (F32/BF16/F16) at any address. */
     void (*pack_b)(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
@@ -63,7 +66,8 @@ extern const wan_gemm_ukr wan_gemm_ukr_generic, wan_gemm_ukr_avx2, wan_gemm_ukr_
 /* Blocking of the packed GEMM. */
 #define WAN_GEMM_KC 256   /* depth of one packed block                           */
 #define WAN_GEMM_NC 4096  /* weight rows packed at once (a multiple of every nr) */
-#define WAN_GEMM_MC 96    /* x rows multiplied with each packed panel in turn   */
+#define WAN_GEMM_MC 96    /* x rows multiplied with each packed panel in turn (a multiple of every mr) */
+#define WAN_GEMM_A_SLACK 8 /* floats pack_a may write past its group */
 
 /* Floats of scratch the packed GEMM needs for an [N, K] weight (any ISA, any M, any thread count): the packed weight
  * blocks of all threads together. */

@@ -22,20 +22,19 @@ static inline void store_row(float *c, __m256 v0, __m256 v1, const float *bias, 
 
 #define ROW(i)                                                                                    \
     do {                                                                                          \
-        const __m256 ai = _mm256_broadcast_ss(a##i + p);                                          \
+        const __m256 ai = _mm256_broadcast_ss(a + i);                                             \
         c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);                                               \
         c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1);                                               \
     } while (0)
 
-static void kernel_6x16(int64_t kc, const float *a, int64_t lda, const float *b, float *c, int64_t ldc, int m, int n,
+static void kernel_6x16(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
                         const float *bias, int acc)
 {
-    /* rows past m repeat row 0 (read, never stored) */
-    const float *a0 = a, *a1 = m > 1 ? a + lda : a, *a2 = m > 2 ? a + 2 * lda : a, *a3 = m > 3 ? a + 3 * lda : a;
-    const float *a4 = m > 4 ? a + 4 * lda : a, *a5 = m > 5 ? a + 5 * lda : a;
+    for (int i = 0; i < m; i++) /* the tile is read (acc) or written at the end: fetch it while the sums run */
+        __builtin_prefetch(c + i * ldc, 1, 3), __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int64_t p = 0; p < kc; p++) {
         const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         ROW(0);
@@ -44,6 +43,7 @@ static void kernel_6x16(int64_t kc, const float *a, int64_t lda, const float *b,
         ROW(3);
         ROW(4);
         ROW(5);
+        a += MR;
         b += NR;
     }
     if (m == MR && n == NR) {
@@ -67,6 +67,11 @@ static void kernel_6x16(int64_t kc, const float *a, int64_t lda, const float *b,
             c[i * ldc + j] = t[i][j] + (acc ? c[i * ldc + j] : bias ? bias[j] : 0.0f);
 }
 
+static void pack_a_simd(const float *x, int64_t ldx, int rows, int64_t kc, float *dst)
+{
+    gemm_pack_a_simd(MR, x, ldx, rows, kc, dst);
+}
+
 static void pack_b_avx2(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
                         float *dst)
 {
@@ -78,6 +83,7 @@ const wan_gemm_ukr wan_gemm_ukr_avx2 = {
     .mr = MR,
     .nr = NR,
     .kernel = kernel_6x16,
+    .pack_a = pack_a_simd,
     .pack_b = pack_b_avx2,
     .dot = gemm_dot_simd,
 };

@@ -1,5 +1,5 @@
-/* gemm_avx512.c — AVX-512 GEMM micro-kernel (8 x 32: 16 zmm accumulators, 8 activation rows read in place, so
- * 10 loads per 16 FMAs), weight packing and row dot products
+/* gemm_avx512.c — AVX-512 GEMM micro-kernel (8 x 32: 16 zmm accumulators, 8 packed activation rows, so 10 loads
+ * per 16 FMAs), weight packing and row dot products
  * (compiled with the AVX-512 flags only here; see gemm.h). */
 #include "cpu/cpu.h"
 #include "cpu/gemm_simd.h"
@@ -22,20 +22,18 @@ static inline void store_row(float *c, __m512 v0, __m512 v1, const float *bias, 
 
 #define ROW(i)                                                                                    \
     do {                                                                                          \
-        const __m512 ai = _mm512_set1_ps(a##i[p]);                                                \
+        const __m512 ai = _mm512_set1_ps(a[i]);                                                   \
         c##i##_0 = _mm512_fmadd_ps(ai, b0, c##i##_0);                                             \
         c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1);                                             \
     } while (0)
 
 #define DECL(i) __m512 c##i##_0 = _mm512_setzero_ps(), c##i##_1 = _mm512_setzero_ps()
 
-static void kernel_8x32(int64_t kc, const float *a, int64_t lda, const float *b, float *c, int64_t ldc, int m,
-                        int n, const float *bias, int acc)
+static void kernel_8x32(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
+                        const float *bias, int acc)
 {
-    /* rows past m repeat row 0 (read, never stored) */
-    const float *a0 = a, *a1 = m > 1 ? a + lda : a, *a2 = m > 2 ? a + 2 * lda : a, *a3 = m > 3 ? a + 3 * lda : a;
-    const float *a4 = m > 4 ? a + 4 * lda : a, *a5 = m > 5 ? a + 5 * lda : a, *a6 = m > 6 ? a + 6 * lda : a;
-    const float *a7 = m > 7 ? a + 7 * lda : a;
+    for (int i = 0; i < m; i++) /* the tile is read (acc) or written at the end: fetch it while the sums run */
+        __builtin_prefetch(c + i * ldc, 1, 3), __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
     DECL(0); DECL(1); DECL(2); DECL(3);
     DECL(4); DECL(5); DECL(6); DECL(7);
     for (int64_t p = 0; p < kc; p++) {
@@ -43,6 +41,7 @@ static void kernel_8x32(int64_t kc, const float *a, int64_t lda, const float *b,
         _mm_prefetch((const char *)(b + 4 * NR), _MM_HINT_T0);
         ROW(0); ROW(1); ROW(2); ROW(3);
         ROW(4); ROW(5); ROW(6); ROW(7);
+        a += MR;
         b += NR;
     }
     _Alignas(64) float t[MR][NR];
@@ -70,6 +69,11 @@ static void kernel_8x32(int64_t kc, const float *a, int64_t lda, const float *b,
             c[i * ldc + j] = t[i][j] + (acc ? c[i * ldc + j] : bias ? bias[j] : 0.0f);
 }
 
+static void pack_a_simd(const float *x, int64_t ldx, int rows, int64_t kc, float *dst)
+{
+    gemm_pack_a_simd(MR, x, ldx, rows, kc, dst);
+}
+
 static void pack_b_avx512(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0,
                           int64_t kc, float *dst)
 {
@@ -81,6 +85,7 @@ const wan_gemm_ukr wan_gemm_ukr_avx512 = {
     .mr = MR,
     .nr = NR,
     .kernel = kernel_8x32,
+    .pack_a = pack_a_simd,
     .pack_b = pack_b_avx512,
     .dot = gemm_dot_simd,
 };

@@ -1,5 +1,5 @@
 /* gemm_simd.h — AVX2 helpers shared by the GEMM micro-kernel files (gemm_avx2.c, gemm_avx512.c): 8 x 8
- * transposes for weight packing and the one-row dot product with on-the-fly BF16/F16 conversion (internal; include
+ * transposes for packing weights and activations, and the one-row dot product with on-the-fly BF16/F16 conversion (internal; include
  * only from files compiled with at least the AVX2 flags). */
 #ifndef WAN_CPU_GEMM_SIMD_H
 #define WAN_CPU_GEMM_SIMD_H
@@ -9,61 +9,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-/* 8 x 8 transpose: rows r[0..7] (stride lds) of src → dst rows (stride ldd). */
-static inline void transpose8(const float *src, int64_t lds, float *dst, int64_t ldd)
-{
-    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds);
-    __m256 r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds);
-    __m256 r5 = _mm256_loadu_ps(src + 5 * lds), r6 = _mm256_loadu_ps(src + 6 * lds);
-    __m256 r7 = _mm256_loadu_ps(src + 7 * lds);
-    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_store_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
-    _mm256_store_ps(dst + ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
-    _mm256_store_ps(dst + 2 * ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
-    _mm256_store_ps(dst + 3 * ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
-    _mm256_store_ps(dst + 4 * ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
-    _mm256_store_ps(dst + 5 * ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
-    _mm256_store_ps(dst + 6 * ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
-    _mm256_store_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
-}
-
-/* wan_gemm_ukr.pack_b for panels of nr (a multiple of 8, at most 32) rows: the rows are converted to f32 into a
- * [nr][kc] buffer (zero rows past `rows`), then transposed 8 x 8. */
-static inline void gemm_pack_b_simd(int nr, const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows,
-                                    int64_t k0, int64_t kc, float *dst)
-{
-    _Alignas(32) float t[32 * WAN_GEMM_KC];
-    const size_t es = wan_dtype_size(dtype);
-    for (int j = 0; j < nr; j++) {
-        if (j < rows)
-            wan_cpu_to_f32((const uint8_t *)w + (size_t)((n0 + j) * ldw + k0) * es, dtype, t + j * kc, kc);
-        else
-            memset(t + j * kc, 0, (size_t)kc * sizeof(float));
-    }
-    int64_t p = 0;
-    for (; p + 8 <= kc; p += 8)
-        for (int j = 0; j < nr; j += 8)
-            transpose8(t + j * kc + p, kc, dst + p * nr + j, nr);
-    for (; p < kc; p++)
-        for (int j = 0; j < nr; j++)
-            dst[p * nr + j] = t[j * kc + p];
-}
-
-static inline float hsum(__m256 v)
-{
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    q = _mm_add_ss(q, _mm_movehdup_ps(q));
-    return _mm_cvtss_f32(q);
-}
-
+/* Eight consecutive F32/BF16/F16 values at element k of w (any alignment), as f32. */
 static inline __m256 load8(const void *w, wan_dtype dtype, int64_t k)
 {
     if (dtype == WAN_DTYPE_F32)
@@ -72,6 +18,82 @@ static inline __m256 load8(const void *w, wan_dtype dtype, int64_t k)
     if (dtype == WAN_DTYPE_F16)
         return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* 8 x 8 transpose of r[0..7]: dst[p·ldd + i] = r[i][p], stored from p = 0 up (so that with ldd < 8 each line's tail
+ * is overwritten by the next line's head, and the last line writes 8 - ldd floats past the 8 x ldd block). */
+static inline void transpose8_store(const __m256 r[8], float *dst, int64_t ldd)
+{
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+/* wan_gemm_ukr.pack_b for panels of nr (a multiple of 8, at most 32) rows. Full panels with kc a multiple of 8 are
+ * converted and transposed 8 x 8 straight from the matrix; edge panels go through a [nr][kc] f32 buffer (zero rows
+ * past `rows`). */
+static inline void gemm_pack_b_simd(int nr, const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows,
+                                    int64_t k0, int64_t kc, float *dst)
+{
+    if (rows == nr && kc % 8 == 0) {
+        const uint8_t *src = (const uint8_t *)w + (size_t)(n0 * ldw + k0) * wan_dtype_size(dtype);
+        for (int64_t p = 0; p < kc; p += 8)
+            for (int j = 0; j < nr; j += 8) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++)
+                    r[i] = load8(src, dtype, (j + i) * ldw + p);
+                transpose8_store(r, dst + p * nr + j, nr);
+            }
+        return;
+    }
+    _Alignas(32) float t[32 * WAN_GEMM_KC];
+    const size_t es = wan_dtype_size(dtype);
+    for (int j = 0; j < nr; j++) {
+        if (j < rows)
+            wan_cpu_to_f32((const uint8_t *)w + (size_t)((n0 + j) * ldw + k0) * es, dtype, t + j * kc, kc);
+        else
+            memset(t + j * kc, 0, (size_t)kc * sizeof(float));
+    }
+    for (int64_t p = 0; p < kc; p++)
+        for (int j = 0; j < nr; j++)
+            dst[p * nr + j] = t[j * kc + p];
+}
+
+/* wan_gemm_ukr.pack_a for mr = 6 or 8 (see gemm.h): 8 x 8 transposes of the rows stored with line stride mr (the
+ * last line of a group writing 8 - mr floats into WAN_GEMM_A_SLACK). Rows past `rows` are zero. */
+static inline void gemm_pack_a_simd(int mr, const float *x, int64_t ldx, int rows, int64_t kc, float *dst)
+{
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = i < rows && i < mr ? _mm256_loadu_ps(x + i * ldx + p) : _mm256_setzero_ps();
+        transpose8_store(r, dst + p * mr, mr);
+    }
+    for (; p < kc; p++)
+        for (int i = 0; i < mr; i++)
+            dst[p * mr + i] = i < rows ? x[i * ldx + p] : 0.0f;
+}
+
+static inline float hsum(__m256 v)
+{
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
 }
 
 static inline float gemm_dot_simd(const float *x, const void *w, wan_dtype dtype, int64_t K)
