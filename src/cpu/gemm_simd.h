@@ -9,6 +9,8 @@
 #include <immintrin.h>
 #include <string.h>
 
+
+
 /* Eight consecutive F32/BF16/F16 values at element k of w (any alignment), as f32. */
 static inline __m256 load8(const void *w, wan_dtype dtype, int64_t k)
 {
@@ -50,8 +52,8 @@ static inline void gemm_pack_b_simd(int nr, const void *w, wan_dtype dtype, int6
 {
     if (rows == nr && kc % 8 == 0) {
         const uint8_t *src = (const uint8_t *)w + (size_t)(n0 * ldw + k0) * wan_dtype_size(dtype);
-        for (int64_t p = 0; p < kc; p += 8)
-            for (int j = 0; j < nr; j += 8) {
+        for (int j = 0; j < nr; j += 8) /* 8 rows at a time: 8 sequential streams for the prefetcher */
+            for (int64_t p = 0; p < kc; p += 8) {
                 __m256 r[8];
                 for (int i = 0; i < 8; i++)
                     r[i] = load8(src, dtype, (j + i) * ldw + p);

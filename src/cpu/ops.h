@@ -43,5 +43,11 @@ void wan_cpu_rope(float *x, int64_t ld, int nf, int nh, int nw, int heads, int h
 
 /* AVX2 versions (ops_avx2.c); only called when wan_cpu_use_avx2(). */
 void wan_cpu_gelu_tanh_avx2(float *x, int64_t n);
+/* Σ (x[i] - c)^p over i < n (p = 1 or 2), accumulated in double. */
+double wan_cpu_row_sum_avx2(const float *x, int64_t n, double c, int p);
+/* y[i] = ((x[i] - mu)·rstd·w[i] + b[i])·(1 + scale[i]) + shift[i] (w NULL: no affine, b NULL: no bias; scale NULL:
+ * no modulation); x and y may be the same. */
+void wan_cpu_norm_row_avx2(const float *x, float *y, int64_t n, float mu, float rstd, const float *w,
+                           const float *b, const float *scale, const float *shift);
 
 #endif /* WAN_CPU_OPS_H */
