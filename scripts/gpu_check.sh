@@ -2,7 +2,9 @@
 # The GPU checklist of docs/CUDA.md as one time-boxed script, for a lent GPU machine that has the CUDA runtime
 # but not the project's Debian libraries. Here: `make cuda && sh scripts/gpu_bundle.sh`; there (device tool,
 # carry gpu-bundle.tar.xz): `bash scripts/gpu_check.sh [steps]`. Steps, in order of priority: ops flash model
-# workbench bench (the default: all five), or experiments (dev/cuda/flash_experiments.cuh: validation, timings).
+# workbench bench (the default: all five), or experiments (dev/cuda/flash_experiments.cuh: validation, timings), or
+# cpu (the host CPU's SIMD kernels: the CPU tests that need no video, bench/peak and bench/gemm; on a host with
+# AVX-512 this is where the AVX-512 and AVX512-BF16 paths run at all).
 # Writes each step's log and a summary to $OUT (or ./gpu-logs), then packs the logs into logs.tgz.
 cd "$(dirname "$0")/.."
 LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
@@ -45,11 +47,19 @@ bench)
   step bench_gpu_8k 90 $B/gpu --tokens 8192 --no-vae
   step bench_gpu 240 $B/gpu
   step bench_matmul 60 $B/matmul_bf16 benchmark ;;
+cpu)
+  { lscpu | grep -E 'Model name|^CPU\(s\)|Thread'; grep -o 'avx512[a-z_0-9]*\|amx[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' '; echo; } \
+    >"$LOG/cpu_info.log" 2>&1
+  for f in cpu_kernels gemm_ dit_ops dit_parity umt5_ vae_ pipeline_t2v_unipc lora_kernel; do
+    step cpu_$f 120 $B/wan_tests $f
+  done
+  step cpu_peak 60 $B/peak
+  step cpu_gemm 180 $B/gemm --threads 16 --dtype all --reps 2 ;;
 experiments)
   for v in 15 16 17; do step exp_v$v 20 $B/attention_forward validate $v; done
   step exp_bench 80 sh -c "for v in 17 16 11; do timeout 20 $B/attention_forward benchmark \$v; done" ;;
 *)
-  echo "gpu_check: unknown step '$s' (ops flash model workbench bench experiments)" | tee -a "$SUM" ;;
+  echo "gpu_check: unknown step '$s' (ops flash model workbench bench experiments cpu)" | tee -a "$SUM" ;;
 esac; done
 cat "$SUM"
 # at most 8 files come back from a device run: one archive of every log
