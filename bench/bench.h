@@ -29,6 +29,15 @@ static inline double bench_cpu(void)
     return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
+/* CPU seconds of the calling thread alone: unlike bench_cpu, blind to other threads of the process that spin
+ * meanwhile (an idle OpenMP team, OpenBLAS's own pool waiting for work). */
+static inline double bench_thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 /* Peak resident set of this process so far, MiB. */
 static inline double bench_rss_mb(void)
 {
@@ -110,7 +119,9 @@ static volatile float bench_sink;
 /* The attainable throughput of `threads` threads each running the widest FMA loop this CPU has (kind
  * BENCH_PEAK_F32) or vdpbf16ps (BENCH_PEAK_BF16; 0 when the CPU lacks AVX512-BF16), 2 FLOPs per multiply-add, best of
  * `reps` runs of about `seconds` each. Returns wall GFLOP/s; *per_cpu_s (if not NULL) receives GFLOP per CPU
- * second, i.e. what one core does while it runs — the steadier figure when other processes share the cores. */
+ * second of the FMA threads themselves (each thread's own CPU clock, so that spinning idle threads of the process
+ * do not count), i.e. what one core does while it runs — the steadier figure when other processes share the
+ * cores. */
 static inline double bench_peak_gflops(int kind, int threads, double seconds, int reps, double *per_cpu_s)
 {
     const wan_cpu_info ci = wan_cpu_get_info();
@@ -121,11 +132,11 @@ static inline double bench_peak_gflops(int kind, int threads, double seconds, in
     const int wide = kind == BENCH_PEAK_BF16 || ci.avx512;
     const double flops_per_iter = kind == BENCH_PEAK_BF16 ? 16.0 * 32 * 2 : wide ? 16.0 * 16 * 2 : 12.0 * 8 * 2;
     long iters = 1 << 16;
-    for (;;) { /* calibrate on one thread, by CPU time */
-        const double c0 = bench_cpu();
+    for (;;) { /* calibrate on one thread, by its CPU time */
+        const double c0 = bench_thread_cpu();
         bench_sink = kind == BENCH_PEAK_BF16 ? bench_dpbf16(iters) : wide ? bench_fma_avx512(iters)
                                                                           : bench_fma_avx2(iters);
-        const double dc = bench_cpu() - c0;
+        const double dc = bench_thread_cpu() - c0;
         if (dc > 0.05) {
             iters = (long)(iters * seconds / dc) + 1;
             break;
@@ -134,14 +145,17 @@ static inline double bench_peak_gflops(int kind, int threads, double seconds, in
     }
     double best = 0.0;
     for (int r = 0; r < reps; r++) {
-        const double t0 = bench_now(), c0 = bench_cpu();
-#pragma omp parallel num_threads(threads)
+        const double t0 = bench_now();
+        double dc = 0.0;
+#pragma omp parallel num_threads(threads) reduction(+ : dc)
         {
+            const double c0 = bench_thread_cpu();
             float s = kind == BENCH_PEAK_BF16 ? bench_dpbf16(iters) : wide ? bench_fma_avx512(iters)
                                                                            : bench_fma_avx2(iters);
             bench_sink = s;
+            dc += bench_thread_cpu() - c0;
         }
-        const double dt = bench_now() - t0, dc = bench_cpu() - c0, flops = threads * (double)iters * flops_per_iter;
+        const double dt = bench_now() - t0, flops = threads * (double)iters * flops_per_iter;
         if (flops / dt * 1e-9 > best)
             best = flops / dt * 1e-9;
         if (per_cpu_s && dc > 0 && flops / dc * 1e-9 > *per_cpu_s)

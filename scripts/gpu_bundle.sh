@@ -2,9 +2,10 @@
 # Packs the CUDA build for a GPU machine that has the CUDA runtime but none of the project's Debian libraries
 # (the device tool's lent machines, docs/CUDA.md "Running on a lent GPU"). Run after `make cuda`.
 # Writes gpu-bundle.tar.xz (~6 MB, git-ignored) of gpu-bundle/: bin/{wan_tests, gpu, attention_forward,
-# matmul_bf16, conv3d, layernorm_modulate, and the CPU benches peak and gemm for the host's CPU}, stripped, and lib/ with OpenBLAS, libcjson, libgomp and the Fortran
-# runtime OpenBLAS needs. FFmpeg is left out (its dependency tree is ~200 MB): its functions are stubs that abort,
-# so these binaries must not be asked to read or write a video. scripts/gpu_check.sh unpacks and runs it there.
+# matmul_bf16, conv3d, layernorm_modulate, and the CPU benches peak, gemm and transformer for the host's CPU},
+# stripped, and lib/ with OpenBLAS, libcjson, libgomp and the Fortran runtime OpenBLAS needs. FFmpeg is left out (its
+# dependency tree is ~200 MB): its functions are stubs that abort, so these binaries must not be asked to read or
+# write a video. scripts/gpu_check.sh unpacks and runs it there.
 set -eu
 cd "$(dirname "$0")/.."
 CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
@@ -20,7 +21,7 @@ gcc -fopenmp -o $OUT/probe build-cuda/tests/*.o $LIBS 2>&1 | sed -n "s/.*undefin
 gcc -c -o $NOFF $OUT/ffmpeg_stubs.c
 gcc -fopenmp $NOFF -o $OUT/bin/wan_tests build-cuda/tests/*.o $LIBS
 gcc -fopenmp $NOFF -o $OUT/bin/gpu build-cuda/bench/gpu.o $LIBS
-for b in peak gemm; do gcc -std=c11 -O2 -fopenmp -Iinclude -Isrc -o $OUT/bin/$b bench/$b.c $LIBS; done
+for b in peak gemm transformer; do gcc -std=c11 -O2 -fopenmp -Iinclude -Isrc -o $OUT/bin/$b bench/$b.c $LIBS; done
 ARCH="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a"
 for p in attention_forward matmul_bf16 conv3d layernorm_modulate; do
   nvcc -std=c++17 -O2 $ARCH -Iinclude -Isrc -Xcompiler -fopenmp \

@@ -3,7 +3,8 @@
 # but not the project's Debian libraries. Here: `make cuda && sh scripts/gpu_bundle.sh`; there (device tool,
 # carry gpu-bundle.tar.xz): `bash scripts/gpu_check.sh [steps]`. Steps, in order of priority: ops flash model
 # workbench bench (the default: all five), or experiments (dev/cuda/flash_experiments.cuh: validation, timings), or
-# cpu (the host CPU's SIMD kernels: the CPU tests that need no video, bench/peak and bench/gemm; on a host with
+# cpu (the host CPU's SIMD kernels: the CPU tests that need no video, bench/peak, bench/gemm and bench/transformer
+# without its torch side; on a host with
 # AVX-512 this is where the AVX-512 and AVX512-BF16 paths run at all).
 # Writes each step's log and a summary to $OUT (or ./gpu-logs), then packs the logs into logs.tgz.
 cd "$(dirname "$0")/.."
@@ -54,7 +55,11 @@ cpu)
     step cpu_$f 120 $B/wan_tests $f
   done
   step cpu_peak 60 $B/peak
-  step cpu_gemm 180 $B/gemm --threads 16 --dtype all --reps 2 ;;
+  step cpu_gemm 180 $B/gemm --threads 16 --dtype all --reps 2
+  for d in f32 bf16; do
+    step cpu_transformer_$d 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype $d --reps 3 \
+      --prompt-len 128 --no-ref
+  done ;;
 experiments)
   for v in 15 16 17; do step exp_v$v 20 $B/attention_forward validate $v; done
   step exp_bench 80 sh -c "for v in 17 16 11; do timeout 20 $B/attention_forward benchmark \$v; done" ;;
