@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WAN_ATT_BQ 48  /* queries per tile (a multiple of the 6-row micro-kernel)  */
+#define WAN_ATT_BQ 96  /* queries per tile (a multiple of the 6-row micro-kernel)  */
 #define WAN_ATT_BK 128 /* keys per tile (a multiple of the 16-key packed panel)     */
 #define WAN_ATT_KP 16  /* keys per packed K panel                                 */
 
