@@ -1,8 +1,9 @@
 /* bench/gemm.c — the linear layer y = x·Wᵀ + b at the DiT shapes: wan.c's packed GEMM (weights packed straight
  * from their stored dtype) beside OpenBLAS (F32: sgemm on the weights in place; BF16: the tiled conversion to f32
  * followed by sgemm, the path wan_cpu_linear had before), same threads, back to back in one process. Prints
- * GFLOP/s, CPU seconds, the fraction of bench/peak's attainable FMA throughput, and which path
- * wan_cpu_linear's AUTO mode takes.
+ * GFLOP/s, CPU seconds, the fraction of bench/peak's attainable f32 FMA throughput, and which path
+ * wan_cpu_linear's AUTO mode takes; where the CPU has AMX or AVX512-BF16, also the opt-in bf16-product kernels
+ * (WAN_CPU_GEMM=bf16; their fraction is of the same f32 peak, so it can pass 100%).
  *
  *   build/bench/gemm [--m TOKENS] [--threads N] [--reps R] [--dtype f32|bf16|f16|all] [--shape N,K]...
  *
@@ -54,6 +55,23 @@ static timing run_linear(wan_linear_mode mode, const float *x, const shape *s, c
     }
     wan_free(scratch);
     wan_cpu_linear_set_mode(WAN_LINEAR_AUTO);
+    return best;
+}
+
+/* Best of reps runs of the packed GEMM with kernel set u (the opt-in bf16-product ones). */
+static timing run_ukr(const wan_gemm_ukr *u, const float *x, const shape *s, const wan_tensor *w, const float *b,
+                      float *y, int threads, int reps)
+{
+    float *scratch = wan_malloc((size_t)wan_gemm_scratch(s->N, s->K) * sizeof(float));
+    timing best = { INFINITY, 0 };
+    for (int r = 0; r < reps && scratch; r++) {
+        const double t0 = bench_now(), c0 = bench_cpu();
+        wan_gemm_packed(u, x, s->M, s->K, w, b, y, s->N, scratch, threads);
+        const double dt = bench_now() - t0;
+        if (dt < best.wall)
+            best = (timing){ dt, bench_cpu() - c0 };
+    }
+    wan_free(scratch);
     return best;
 }
 
@@ -131,6 +149,15 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
     report(name, tp, flops, peak);
     printf("  ratio wan.c / OpenBLAS: %.2f wall, %.2f CPU; max rel diff %.2e; AUTO uses %s\n", tp.wall / tb.wall,
            tp.cpu / tb.cpu, max_rel(y1, y0, s->M * s->N), "wan.c");
+    static const wan_gemm_ukr *const bf16[] = { &wan_gemm_ukr_amx, &wan_gemm_ukr_avx512bf16 };
+    for (int i = 0; i < 2 && s->M > 4; i++) /* the opt-in bf16 products (WAN_CPU_GEMM=bf16), where the CPU has them */
+        if (wan_gemm_ukr_supported(bf16[i])) {
+            snprintf(name, sizeof name, "wan.c bf16 products (%s)", bf16[i]->name);
+            const timing tf = run_ukr(bf16[i], x, s, &w, b, y0, threads, reps);
+            report(name, tf, flops, peak);
+            printf("  ratio bf16 products / f32 packed: %.2f wall; max rel diff to the f32 result %.2e\n",
+                   tf.wall / tp.wall, max_rel(y0, y1, s->M * s->N));
+        }
     fflush(stdout);
     if (wd != wf)
         wan_free(wd);

@@ -5,7 +5,9 @@
  *   bench/transformer [--preset a14b|5b|tiny] [--dim D --heads H --ffn F --layers N --text-dim T]
  *                     [--grid F,H,W] [--text-len Lt] [--prompt-len P] [--threads N] [--dtype bf16|f32] [--reps R]
  *                     [--no-ref]   (context rows P..Lt-1 are zero, as the pipeline pads a prompt; default P = Lt)
- *                     [--linear auto|blas|packed]  (the path of wan_cpu_linear: AUTO, or one forced for comparison)
+ *                     [--linear auto|blas|packed|bf16]  (the path of wan_cpu_linear: AUTO, or one forced for
+ *                                                        comparison; bf16: the opt-in bf16 products, AMX or
+ *                                                        AVX512-BF16, where the CPU has them)
  *                     [--python PATH]
  * Build and run: see bench/README.md. */
 #define _POSIX_C_SOURCE 200809L
@@ -196,6 +198,7 @@ static int parse(bench_opts *o, int argc, char **argv)
             if (!strcmp(v, "auto")) wan_cpu_linear_set_mode(WAN_LINEAR_AUTO);
             else if (!strcmp(v, "blas")) wan_cpu_linear_set_mode(WAN_LINEAR_BLAS);
             else if (!strcmp(v, "packed")) wan_cpu_linear_set_mode(WAN_LINEAR_PACKED);
+            else if (!strcmp(v, "bf16")) wan_cpu_linear_set_mode(WAN_LINEAR_BF16);
             else return 0;
         } else if (!strcmp(a, "--grid")) {
             if (sscanf(v, "%d,%d,%d", &o->grid[0], &o->grid[1], &o->grid[2]) != 3) return 0;

@@ -101,6 +101,7 @@ typedef struct wan_cpu_info {
     int avx2;        /* AVX2 + FMA + F16C                                  */
     int avx512;      /* AVX-512 F/BW/DQ/VL                                 */
     int avx512_bf16; /* AVX-512 BF16 dot products                          */
+    int amx_bf16;    /* AMX tiles with BF16 products (CPU and OS support)   */
     int n_threads;   /* threads the library uses by default (OpenMP max)   */
 } wan_cpu_info;
 

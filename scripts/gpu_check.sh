@@ -51,7 +51,7 @@ bench)
 cpu)
   { lscpu | grep -E 'Model name|^CPU\(s\)|Thread'; grep -o 'avx512[a-z_0-9]*\|amx[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' '; echo; } \
     >"$LOG/cpu_info.log" 2>&1
-  for f in cpu_kernels gemm_ dit_ops dit_parity umt5_ vae_ pipeline_t2v_unipc lora_kernel; do
+  for f in cpu_kernels gemm_ dit_ops dit_parity dit_bf16 umt5_ vae_ pipeline_t2v_unipc lora_kernel; do
     step cpu_$f 120 $B/wan_tests $f
   done
   step cpu_peak 60 $B/peak
@@ -59,7 +59,9 @@ cpu)
   for d in f32 bf16; do
     step cpu_transformer_$d 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype $d --reps 3 \
       --prompt-len 128 --no-ref
-  done ;;
+  done
+  step cpu_transformer_bf16_products 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 \
+    --reps 3 --prompt-len 128 --no-ref --linear bf16 ;;
 experiments)
   for v in 15 16 17; do step exp_v$v 20 $B/attention_forward validate $v; done
   step exp_bench 80 sh -c "for v in 17 16 11; do timeout 20 $B/attention_forward benchmark \$v; done" ;;

@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "core.h"
+#include "cpu/gemm.h"
 #include "dit.h"
 #include "model_dir.h"
 
@@ -165,6 +166,42 @@ TEST(dit_parity_t2v_low)
 {
     CHECK(probe_case("tiny-wan22-t2v", 1, "transformer/t2v_low.safetensors", "t2v low"));
     CHECK(api_case("tiny-wan22-t2v", 1, "transformer/t2v_low.safetensors", "t2v low (api)", NULL));
+}
+
+/* The opt-in bf16 products (WAN_CPU_GEMM=bf16) on the fp32 fixture: every projection's operands rounded to bf16
+ * (8 significant bits, 2^-9 relative), so the bound is that of a bf16 forward, not DIT_TOL. Skipped where the CPU
+ * has neither AMX nor AVX512-BF16. */
+#define DIT_BF16_TOL 3e-2
+
+TEST(dit_bf16_products)
+{
+    const wan_gemm_ukr *u = wan_gemm_ukr_bf16();
+    if (!u) {
+        printf("    skipping: no AMX or AVX512-BF16 on this CPU\n");
+        return;
+    }
+    printf("    bf16 products through %s\n", u->name);
+    wan_cpu_linear_set_mode(WAN_LINEAR_BF16);
+    char err[512] = "";
+    wan_model_t *m = NULL;
+    dit_case c;
+    if (wan_model_load(wan_test_fixture("tiny-wan22-t2v"), NULL, &m, err, sizeof err) != WAN_OK ||
+        case_load("transformer/t2v_high.safetensors", &c, err, sizeof err) != WAN_OK) {
+        printf("    %s\n", err);
+        wan_model_free(m);
+        wan_cpu_linear_set_mode(WAN_LINEAR_AUTO);
+        CHECK(0);
+        return;
+    }
+    wan_host_tensor out = { 0 };
+    CHECK(wan_transformer_forward(m, 0, &c.x, &c.t, &c.ctx, &out, 2, err, sizeof err) == WAN_OK);
+    if (out.data)
+        CHECK(wan_test_compare("t2v high, bf16 products", out.data, c.sample.data,
+                               (size_t)wan_host_tensor_numel(&out), DIT_BF16_TOL));
+    wan_cpu_linear_set_mode(WAN_LINEAR_AUTO);
+    wan_host_tensor_free(&out);
+    case_free(&c);
+    wan_model_free(m);
 }
 
 TEST(dit_parity_t2v_batch2)

@@ -51,10 +51,14 @@ static uint8_t *make_weights(const gemm_case *c, float *wf, uint8_t **data)
     return store;
 }
 
-/* Runs one case through `u` (packed, or row dots when rows is set) and compares with the naive product. Cells of
- * y outside the M x N product (the stride padding) must stay untouched. */
+static double as_bf16(float v) { return wan_bf16_to_f32(wan_f32_to_bf16(v)); }
+
+/* Runs one case through `u` (packed, or row dots when rows is set) and compares with the naive product (of the
+ * operands rounded to bf16 when `u` is a bf16-product kernel set). Cells of y outside the M x N product (the stride
+ * padding) must stay untouched. */
 static int run_case(const wan_gemm_ukr *u, const gemm_case *c, int rows)
 {
+    const int bf = u->kpack == 2;
     const int64_t M = c->M, N = c->N, K = c->K;
     float *x = wan_malloc((size_t)(M * c->ldx) * 4), *wf = wan_malloc((size_t)(N * K) * 4);
     float *b = wan_malloc((size_t)N * 4), *y = wan_malloc((size_t)(M * c->ldy) * 4);
@@ -72,7 +76,8 @@ static int run_case(const wan_gemm_ukr *u, const gemm_case *c, int rows)
         for (int64_t n = 0; n < N; n++) {
             double s = c->bias ? b[n] : 0.0;
             for (int64_t k = 0; k < K; k++)
-                s += (double)x[m * c->ldx + k] * wf[n * K + k];
+                s += bf ? as_bf16(x[m * c->ldx + k]) * as_bf16(wf[n * K + k])
+                        : (double)x[m * c->ldx + k] * wf[n * K + k];
             ref[m * N + n] = (float)s;
         }
     if (ok) {
@@ -126,6 +131,34 @@ TEST(gemm_packed_every_isa)
         for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
             CHECK(run_case(g_tables[t]->gemm, &cases[i], 0));
     }
+}
+
+/* The opt-in bf16-product kernels (AVX512-BF16, AMX) against the double product of the bf16-rounded operands:
+ * odd k (a half-filled last pair), k past one depth block (512 values), k under one AMX step (32), partial tiles,
+ * every weight dtype, odd addresses, strides, 1 to 3 threads. Skipped, with the reason, where the CPU lacks them. */
+TEST(gemm_bf16_products)
+{
+    static const gemm_case cases[] = {
+        /* M, N, K, ldx, ldy, dtype, misalign, bias, threads */
+        { 1, 1, 1, 1, 1, WAN_DTYPE_F32, 0, 1, 1 },
+        { 5, 17, 7, 7, 17, WAN_DTYPE_F32, 0, 0, 1 },
+        { 40, 33, 301, 301, 40, WAN_DTYPE_F32, 2, 1, 2 },
+        { 97, 70, 1100, 1100, 70, WAN_DTYPE_BF16, 0, 1, 3 },
+        { 33, 65, 513, 520, 65, WAN_DTYPE_BF16, 1, 0, 2 },
+        { 31, 40, 100, 100, 41, WAN_DTYPE_F16, 0, 1, 2 },
+        { 64, 64, 32, 32, 64, WAN_DTYPE_F16, 1, 1, 1 },
+    };
+    static const wan_gemm_ukr *const ukrs[] = { &wan_gemm_ukr_avx512bf16, &wan_gemm_ukr_amx };
+    for (size_t t = 0; t < sizeof ukrs / sizeof *ukrs; t++) {
+        if (!wan_gemm_ukr_supported(ukrs[t])) {
+            printf("    skipping %s: this CPU (or OS) cannot run it\n", ukrs[t]->name);
+            continue;
+        }
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+            CHECK(run_case(ukrs[t], &cases[i], 0));
+    }
+    const wan_gemm_ukr *best = wan_gemm_ukr_bf16();
+    printf("    bf16 products here: %s\n", best ? best->name : "none (AUTO stays f32)");
 }
 
 TEST(gemm_rows_every_isa)

@@ -53,8 +53,10 @@ static wan_cpu_info detect(void)
     int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     ci.avx2 = ymm_ok && avx2 && fma && f16c;
     ci.avx512 = ci.avx2 && zmm_ok && f && dq && bw && vl;
+    const int amx = ((d >> 24) & 1) && ((d >> 22) & 1) && (xlo & 0x60000) == 0x60000; /* AMX-TILE, AMX-BF16, XTILE* */
     if (ci.avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d))
         ci.avx512_bf16 = (a >> 5) & 1;
+    ci.amx_bf16 = ci.avx512_bf16 && amx;
     return ci;
 }
 
@@ -73,6 +75,27 @@ int wan_kernels_supported(const wan_kernels *k)
     if (k == &wan_kernels_avx2)
         return ci.avx2;
     return 1;
+}
+
+int wan_gemm_ukr_supported(const wan_gemm_ukr *u)
+{
+    const wan_cpu_info ci = detect();
+    if (u == &wan_gemm_ukr_amx)
+        return ci.amx_bf16 && wan_amx_request();
+    if (u == &wan_gemm_ukr_avx512bf16)
+        return ci.avx512_bf16;
+    if (u == &wan_gemm_ukr_avx512)
+        return ci.avx512;
+    if (u == &wan_gemm_ukr_avx2)
+        return ci.avx2;
+    return 1;
+}
+
+const wan_gemm_ukr *wan_gemm_ukr_bf16(void)
+{
+    return wan_gemm_ukr_supported(&wan_gemm_ukr_amx)          ? &wan_gemm_ukr_amx
+           : wan_gemm_ukr_supported(&wan_gemm_ukr_avx512bf16) ? &wan_gemm_ukr_avx512bf16
+                                                               : NULL;
 }
 
 static _Atomic(const wan_kernels *) g_kernels;

@@ -148,7 +148,11 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 static int64_t room_cols(int64_t N) { return (min64(N, WAN_GEMM_NC) + 31) / 32 * 32 + WAN_GEMM_SPARE_COLS; }
 
-int64_t wan_gemm_scratch(int64_t N, int64_t K) { return min64(K, WAN_GEMM_KC) * room_cols(N) + 64; }
+/* Slots of one packed row for the largest depth block of a K-deep product: at most WAN_GEMM_KC (a multiple of every
+ * kalign), and for short K at most K rounded up to 16 (the largest kalign). */
+static int64_t block_slots(int64_t K) { return min64((K + 15) / 16 * 16, WAN_GEMM_KC); }
+
+int64_t wan_gemm_scratch(int64_t N, int64_t K) { return block_slots(K) * room_cols(N) + 64; }
 
 /* One thread's share: output rows [r0, r1) x weight panels [q0, q1). It packs up to `cap` panels at a time into its
  * own room `pb` (kc x nr each), then multiplies them with the rows, WAN_GEMM_MC rows at a time (packed on this
@@ -158,24 +162,24 @@ static void share(const wan_gemm_ukr *u, const float *x, int64_t ldx, int64_t r0
 {
     _Alignas(64) float pa[WAN_GEMM_MC * WAN_GEMM_KC + WAN_GEMM_A_SLACK];
     const int mr = u->mr, nr = u->nr;
-    const int64_t N = w->ne[0];
+    const int64_t N = w->ne[0], depth = (int64_t)WAN_GEMM_KC * (u->kpack > 1 ? u->kpack : 1);
     for (int64_t qc = q0; qc < q1; qc += cap) {
         const int64_t qn = min64(cap, q1 - qc);
-        for (int64_t pc = 0; pc < K; pc += WAN_GEMM_KC) {
-            const int64_t kc = min64(WAN_GEMM_KC, K - pc);
+        for (int64_t pc = 0; pc < K; pc += depth) {
+            const int64_t kc = min64(depth, K - pc), ks = wan_gemm_slots(u, kc);
             for (int64_t q = 0; q < qn; q++)
                 u->pack_b(w->data, w->dtype, K, (qc + q) * nr, (int)min64(nr, N - (qc + q) * nr), pc, kc,
-                          pb + q * nr * kc);
+                          pb + q * nr * ks);
             for (int64_t ic = r0; ic < r1; ic += WAN_GEMM_MC) {
                 const int64_t ie = min64(ic + WAN_GEMM_MC, r1);
                 for (int64_t i = ic; i < ie; i += mr) /* the rows in the micro-kernel's order, one stream in L1 */
-                    u->pack_a(x + i * ldx + pc, ldx, (int)min64(mr, ie - i), kc, pa + (i - ic) * kc);
+                    u->pack_a(x + i * ldx + pc, ldx, (int)min64(mr, ie - i), kc, pa + (i - ic) * ks);
                 for (int64_t q = 0; q < qn; q++) {
                     const int64_t n0 = (qc + q) * nr;
                     const int n = (int)min64(nr, N - n0);
-                    const float *bq = pb + q * nr * kc, *bb = bias && pc == 0 ? bias + n0 : NULL;
+                    const float *bq = pb + q * nr * ks, *bb = bias && pc == 0 ? bias + n0 : NULL;
                     for (int64_t i = ic; i < ie; i += mr)
-                        u->kernel(kc, pa + (i - ic) * kc, bq, y + i * ldy + n0, ldy, (int)min64(mr, ie - i), n, bb,
+                        u->kernel(kc, pa + (i - ic) * ks, bq, y + i * ldy + n0, ldy, (int)min64(mr, ie - i), n, bb,
                                   pc > 0);
                 }
             }
@@ -197,7 +201,7 @@ void wan_gemm_packed(const wan_gemm_ukr *u, const float *x, int64_t M, int64_t l
     const int64_t tn = min64(T, np), tm = T / tn;
     const int64_t cap = room / (tm * tn) / nr; /* panels of room per thread */
     float *pb = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    const int64_t per = cap * nr * min64(K, WAN_GEMM_KC);
+    const int64_t per = cap * nr * block_slots(K);
 #pragma omp parallel num_threads((int)(tm * tn))
     {
         const int64_t id = omp_get_thread_num(), ti = id / tn, tj = id % tn;
@@ -283,8 +287,10 @@ void wan_cpu_linear(const float *x, int64_t M, int64_t ldx, const wan_tensor *w,
         return;
     if (n_threads < 1 || M * N * K < LINEAR_SERIAL_MACS)
         n_threads = 1;
-    const wan_gemm_ukr *u = wan_kernels_get()->gemm;
-    if (use_packed(w) && M <= LINEAR_ROWS_MAX)
+    const wan_gemm_ukr *u = wan_kernels_get()->gemm, *ub = g_mode == WAN_LINEAR_BF16 ? wan_gemm_ukr_bf16() : NULL;
+    if (ub && M > LINEAR_ROWS_MAX)
+        wan_gemm_packed(ub, x, M, ldx, w, b, y, ldy, scratch, n_threads);
+    else if (use_packed(w) && M <= LINEAR_ROWS_MAX)
         wan_gemm_rows(u, x, M, ldx, w, b, y, ldy, n_threads);
     else if (use_packed(w))
         wan_gemm_packed(u, x, M, ldx, w, b, y, ldy, scratch, n_threads);

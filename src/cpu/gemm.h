@@ -45,16 +45,23 @@ void wan_cpu_linear_set_tile(int64_t floats);
 typedef struct wan_gemm_ukr {
     const char *name;
     int mr, nr; /* rows of x and weight rows (output columns) per micro-tile */
-    /* C[i, j] (row stride ldc) for i < m <= mr, j < n <= nr: acc ? C + Σ_p a[p·mr + i]·b[p·nr + j]
-     * : bias[j] (0 when bias is NULL) + Σ_p ..., over p < kc. a is mr activation rows packed k-major (rows
-     * i >= m hold zeros), b a packed panel; both 64-byte aligned. */
+    /* Packed operands are 32-bit slots, each holding kpack consecutive k values: 1 (f32 operands; 0 means 1 too) or
+     * 2 (a pair of bf16, for the bf16-product kernels). A depth block of kc values takes wan_gemm_slots(u, kc)
+     * slots: ⌈kc / kpack⌉ rounded up to kalign (0 or 1: no rounding), the padding zero. */
+    int kpack, kalign;
+    /* C[i, j] (row stride ldc) for i < m <= mr, j < n <= nr: acc ? C + Σ_k x[i, k]·W[j, k]
+     * : bias[j] (0 when bias is NULL) + Σ_k ..., over the kc values of the block. a is mr activation rows as
+     * pack_a left them (f32 kernels: a[p·mr + i] = x[i, p]; rows i >= m hold zeros), b a panel as pack_b left it
+     * (f32 kernels: b[p·nr + j] = W[j, p]); both 64-byte aligned. */
     void (*kernel)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n, const float *bias,
                    int acc);
-    /* dst[p·mr + i] = x[i·ldx + p] for i < rows <= mr (zero for rows <= i < mr), p < kc: one group of activation
-     * rows for `kernel`; may write up to WAN_GEMM_A_SLACK floats past dst[kc·mr - 1]. */
+    /* Packs kc values of rows i < rows <= mr of x (row stride ldx; zero for rows <= i < mr) into mr ·
+     * wan_gemm_slots(u, kc) slots, in `kernel`'s order (f32 kernels: dst[p·mr + i] = x[i·ldx + p]); may write up to
+     * WAN_GEMM_A_SLACK floats past the group. */
     void (*pack_a)(const float *x, int64_t ldx, int rows, int64_t kc, float *dst);
-    /* dst[p·nr + j] = f32(W[n0 + j, k0 + p]) for j < rows (zero for rows <= j < nr), p < kc; W is [*, ldw]
-     * in `dtype` (F32/BF16/F16) at any address. */
+    /* Packs W[n0 + j, k0 + p] for j < rows (zero for rows <= j < nr), p < kc, into nr · wan_gemm_slots(u, kc)
+     * slots in `kernel`'s order (f32 kernels: dst[p·nr + j] = f32(W[n0 + j, k0 + p])); W is [*, ldw] in `dtype`
+     * (F32/BF16/F16) at any address. */
     void (*pack_b)(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
                    float *dst);
     /* Σ_k x[k]·f32(w[k]) over k < K for a weight row in `dtype` at any address. For products of a few rows. */
@@ -63,8 +70,30 @@ typedef struct wan_gemm_ukr {
 
 extern const wan_gemm_ukr wan_gemm_ukr_generic, wan_gemm_ukr_avx2, wan_gemm_ukr_avx512;
 
+/* bf16-product kernels (opt-in, never AUTO: the fp32 reference does not round): activations and weights are
+ * rounded to bf16 (to nearest even) as they are packed, products are summed in f32. AVX512-BF16: vdpbf16ps, 8 x 32
+ * (gemm_avx512.c). AMX-BF16: tdpbf16ps on 2 x 2 tiles of 16 x 16, 32 x 32 (gemm_amx.c). */
+extern const wan_gemm_ukr wan_gemm_ukr_avx512bf16, wan_gemm_ukr_amx;
+
+/* Whether this CPU (and, for AMX, the OS: the tile data permission is requested here, once per process) can run
+ * `u`. Thread-safe. */
+int wan_gemm_ukr_supported(const wan_gemm_ukr *u);
+
+/* Asks Linux for the AMX tile data state (arch_prctl), once per process; 1 when granted (gemm_amx.c). */
+int wan_amx_request(void);
+
+/* The fastest bf16-product kernel set this CPU can run (AMX, else AVX512-BF16), or NULL when it has neither. */
+const wan_gemm_ukr *wan_gemm_ukr_bf16(void);
+
+/* Slots of one packed row or column for a depth block of kc values (see wan_gemm_ukr.kpack). */
+static inline int64_t wan_gemm_slots(const wan_gemm_ukr *u, int64_t kc)
+{
+    const int64_t kp = u->kpack > 1 ? u->kpack : 1, ka = u->kalign > 1 ? u->kalign : 1;
+    return ((kc + kp - 1) / kp + ka - 1) / ka * ka;
+}
+
 /* Blocking of the packed GEMM. */
-#define WAN_GEMM_KC 256   /* depth of one packed block                           */
+#define WAN_GEMM_KC 256   /* slots of one packed block (256 f32 values, 512 bf16)  */
 #define WAN_GEMM_NC 4096  /* weight rows packed at once (a multiple of every nr) */
 #define WAN_GEMM_MC 96    /* x rows multiplied with each packed panel in turn (a multiple of every mr) */
 #define WAN_GEMM_A_SLACK 8 /* floats pack_a may write past its group */
@@ -85,7 +114,10 @@ void wan_gemm_rows(const wan_gemm_ukr *u, const float *x, int64_t M, int64_t ldx
 
 /* Which implementation wan_cpu_linear uses: AUTO picks per shape and dtype (the choice bench/gemm.c
  * measured); the others force one, for benchmarks and tests. Process-wide; not thread-safe. */
-typedef enum wan_linear_mode { WAN_LINEAR_AUTO = 0, WAN_LINEAR_BLAS, WAN_LINEAR_PACKED } wan_linear_mode;
+typedef enum wan_linear_mode { WAN_LINEAR_AUTO = 0, WAN_LINEAR_BLAS, WAN_LINEAR_PACKED, WAN_LINEAR_BF16 } wan_linear_mode;
+/* WAN_LINEAR_BF16: products of more than 4 rows through wan_gemm_ukr_bf16() (AUTO where the CPU has neither AMX nor
+ * AVX512-BF16). Results then differ from the f32 ones by the rounding of both operands to bf16 (~3 significant
+ * digits), as under torch.autocast(dtype=torch.bfloat16). */
 void wan_cpu_linear_set_mode(wan_linear_mode mode);
 
 /* Converts n elements of F32/BF16/F16 data (any alignment) to f32. */

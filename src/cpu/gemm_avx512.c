@@ -2,6 +2,7 @@
  * per 16 FMAs), weight packing and row dot products
  * (compiled with the AVX-512 flags only here; see gemm.h). */
 #include "cpu/cpu.h"
+#include "cpu/gemm_bf16.h"
 #include "cpu/gemm_simd.h"
 
 #define MR 8
@@ -87,5 +88,89 @@ const wan_gemm_ukr wan_gemm_ukr_avx512 = {
     .kernel = kernel_8x32,
     .pack_a = pack_a_simd,
     .pack_b = pack_b_avx512,
+    .dot = gemm_dot_simd,
+};
+
+/* ---- bf16 products (AVX512-BF16, opt-in: gemm.h) --------------------------------------------------------------
+ * The same 8 x 32 register blocking: per slot (a pair of k values), two panel vectors of 16 slot pairs and one
+ * broadcast slot per row; vdpbf16ps adds both products of a pair into each f32 lane. */
+
+#define BF_ROW(i)                                                                                 \
+    do {                                                                                          \
+        const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);                               \
+        c##i##_0 = _mm512_dpbf16_ps(c##i##_0, ai, b0);                                            \
+        c##i##_1 = _mm512_dpbf16_ps(c##i##_1, ai, b1);                                            \
+    } while (0)
+
+static void kernel_bf16_8x32(int64_t kc, const float *af, const float *bf, float *c, int64_t ldc, int m, int n,
+                             const float *bias, int acc)
+{
+    for (int i = 0; i < m; i++)
+        __builtin_prefetch(c + i * ldc, 1, 3), __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
+    const uint32_t *a = (const uint32_t *)af, *b = (const uint32_t *)bf;
+    DECL(0); DECL(1); DECL(2); DECL(3);
+    DECL(4); DECL(5); DECL(6); DECL(7);
+    for (int64_t s = 0; s < (kc + 1) / 2; s++) {
+        const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 16);
+        BF_ROW(0); BF_ROW(1); BF_ROW(2); BF_ROW(3);
+        BF_ROW(4); BF_ROW(5); BF_ROW(6); BF_ROW(7);
+        a += MR;
+        b += NR;
+    }
+    _Alignas(64) float t[MR][NR];
+    float *dst = c;
+    int64_t ld = ldc;
+    const int full = m == MR && n == NR;
+    if (!full) {
+        dst = &t[0][0];
+        ld = NR;
+    }
+    const float *bs = full ? bias : NULL;
+    const int ac = full ? acc : 0;
+    store_row(dst + 0 * ld, c0_0, c0_1, bs, ac);
+    store_row(dst + 1 * ld, c1_0, c1_1, bs, ac);
+    store_row(dst + 2 * ld, c2_0, c2_1, bs, ac);
+    store_row(dst + 3 * ld, c3_0, c3_1, bs, ac);
+    store_row(dst + 4 * ld, c4_0, c4_1, bs, ac);
+    store_row(dst + 5 * ld, c5_0, c5_1, bs, ac);
+    store_row(dst + 6 * ld, c6_0, c6_1, bs, ac);
+    store_row(dst + 7 * ld, c7_0, c7_1, bs, ac);
+    if (full)
+        return;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[i * ldc + j] = t[i][j] + (acc ? c[i * ldc + j] : bias ? bias[j] : 0.0f);
+}
+
+/* dst[s·MR + i] = pair s of row i (zero rows past `rows`). */
+static void pack_a_bf16(const float *x, int64_t ldx, int rows, int64_t kc, float *dst)
+{
+    const int64_t slots = (kc + 1) / 2;
+    uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
+    for (int i = 0; i < MR; i++) {
+        if (i < rows)
+            bf16_pairs(x + i * ldx, WAN_DTYPE_F32, kc, slots, line);
+        else
+            memset(line, 0, (size_t)slots * 4);
+        for (int64_t s = 0; s < slots; s++)
+            d[s * MR + i] = line[s];
+    }
+}
+
+static void pack_b_bf16(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
+                        float *dst)
+{
+    gemm_pack_b_bf16(NR, 1, w, dtype, ldw, n0, rows, k0, kc, dst);
+}
+
+const wan_gemm_ukr wan_gemm_ukr_avx512bf16 = {
+    .name = "avx512-bf16 8x32",
+    .mr = MR,
+    .nr = NR,
+    .kpack = 2,
+    .kalign = 1,
+    .kernel = kernel_bf16_8x32,
+    .pack_a = pack_a_bf16,
+    .pack_b = pack_b_bf16,
     .dot = gemm_dot_simd,
 };

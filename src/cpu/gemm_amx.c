@@ -1,0 +1,128 @@
+/* gemm_amx.c — AMX-BF16 GEMM micro-kernel (opt-in bf16 products, gemm.h): a 32 x 32 output block as 2 x 2 tiles of
+ * 16 x 16 f32, fed by two 16-row tiles of activations and two 16-column tiles of weight pairs per 32 values of k
+ * (4 tdpbf16ps per step). Compiled with the AVX-512 and AMX flags only here. */
+#define _GNU_SOURCE
+#include "cpu/cpu.h"
+#include "cpu/gemm_bf16.h"
+
+#include <immintrin.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define MR 32
+#define NR 32
+#define KB 16 /* slots (k pairs) per tile step: 32 bf16 = one 64-byte tile row */
+
+/* Linux: a process must ask for the AMX tile data state before its first tile instruction. */
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+int wan_amx_request(void)
+{
+    static atomic_int granted = -1;
+    int g = atomic_load(&granted);
+    if (g < 0) {
+        g = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+        atomic_store(&granted, g);
+    }
+    return g;
+}
+
+/* The tile configuration (palette 1), loaded once per thread: tiles 0-3 the f32 accumulators, 4-5 the activation
+ * rows 0-15 / 16-31, 6-7 the weight pairs of columns 0-15 / 16-31; all 16 rows of 64 bytes. */
+typedef struct tilecfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tilecfg;
+
+static _Thread_local int t_configured;
+
+static void configure(void)
+{
+    tilecfg cfg = { .palette = 1 };
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    t_configured = 1;
+}
+
+static void kernel_amx(int64_t kc, const float *af, const float *bf, float *c, int64_t ldc, int m, int n,
+                       const float *bias, int acc)
+{
+    if (!t_configured)
+        configure();
+    const uint32_t *a = (const uint32_t *)af, *b = (const uint32_t *)bf;
+    const int64_t steps = ((kc + 1) / 2 + KB - 1) / KB;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t s = 0; s < steps; s++, a += MR * KB, b += KB * NR) {
+        _tile_loadd(4, a, KB * 4);
+        _tile_loadd(5, a + 16 * KB, KB * 4);
+        _tile_loadd(6, b, NR * 4);
+        _tile_loadd(7, b + 16, NR * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _Alignas(64) float t[MR][NR];
+    _tile_stored(0, &t[0][0], NR * 4);
+    _tile_stored(1, &t[0][16], NR * 4);
+    _tile_stored(2, &t[16][0], NR * 4);
+    _tile_stored(3, &t[16][16], NR * 4);
+    const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+    const __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+    for (int i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        __m512 v0 = _mm512_load_ps(t[i]), v1 = _mm512_load_ps(t[i] + 16);
+        if (acc) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+        } else if (bias) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, bias));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, bias + 16));
+        }
+        _mm512_mask_storeu_ps(ci, m0, v0);
+        _mm512_mask_storeu_ps(ci + 16, m1, v1);
+    }
+}
+
+/* dst[(s / KB)·MR·KB + i·KB + s % KB] = pair s of row i (zero rows past `rows`, zero slots up to a whole step): each
+ * step's 32 rows of 16 slots are two 16 x 64-byte activation tiles. */
+static void pack_a_amx(const float *x, int64_t ldx, int rows, int64_t kc, float *dst)
+{
+    const int64_t slots = ((kc + 1) / 2 + KB - 1) / KB * KB;
+    uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
+    for (int i = 0; i < MR; i++) {
+        if (i < rows)
+            bf16_pairs(x + i * ldx, WAN_DTYPE_F32, kc, slots, line);
+        else
+            memset(line, 0, (size_t)slots * 4);
+        for (int64_t s = 0; s < slots; s += KB)
+            memcpy(d + s * MR + i * KB, line + s, KB * 4);
+    }
+}
+
+static void pack_b_amx(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
+                       float *dst)
+{
+    gemm_pack_b_bf16(NR, KB, w, dtype, ldw, n0, rows, k0, kc, dst);
+}
+
+const wan_gemm_ukr wan_gemm_ukr_amx = {
+    .name = "amx-bf16 32x32",
+    .mr = MR,
+    .nr = NR,
+    .kpack = 2,
+    .kalign = KB,
+    .kernel = kernel_amx,
+    .pack_a = pack_a_amx,
+    .pack_b = pack_b_amx,
+    .dot = gemm_dot_simd,
+};

@@ -1,0 +1,58 @@
+/* gemm_bf16.h — packing for the bf16-product GEMM kernels (gemm_avx512.c's vdpbf16ps kernel, gemm_amx.c's tile
+ * kernel): values rounded to bf16 (to nearest even, as vcvtne2ps2bf16 does) and paired along k into 32-bit slots
+ * (internal; include only from files compiled with the AVX-512 BF16 flags). */
+#ifndef WAN_CPU_GEMM_BF16_H
+#define WAN_CPU_GEMM_BF16_H
+
+#include "cpu/gemm.h"
+#include "cpu/gemm_simd.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+/* line[s] = the pair (v[2s], v[2s+1]) as bf16 (low half first) for s < slots, where v is the first kc values of src
+ * (F32/BF16/F16 at any address) followed by zeros. */
+static inline void bf16_pairs(const void *src, wan_dtype dtype, int64_t kc, int64_t slots, uint32_t *line)
+{
+    int64_t k = 0;
+    if (dtype == WAN_DTYPE_BF16) {
+        memcpy(line, src, (size_t)(kc * 2));
+        k = kc;
+    } else {
+        for (; k + 32 <= kc; k += 32) {
+            const __m512 lo = _mm512_insertf32x8(_mm512_castps256_ps512(load8(src, dtype, k)), load8(src, dtype, k + 8), 1);
+            const __m512 hi = _mm512_insertf32x8(_mm512_castps256_ps512(load8(src, dtype, k + 16)),
+                                                 load8(src, dtype, k + 24), 1);
+            _mm512_storeu_si512(line + k / 2, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+        uint16_t *h = (uint16_t *)line;
+        for (; k < kc; k++) {
+            float f;
+            wan_cpu_to_f32((const uint8_t *)src + (size_t)k * wan_dtype_size(dtype), dtype, &f, 1);
+            h[k] = wan_f32_to_bf16(f);
+        }
+    }
+    if (k % 2)
+        ((uint16_t *)line)[k++] = 0;
+    for (int64_t s = k / 2; s < slots; s++)
+        line[s] = 0;
+}
+
+/* wan_gemm_ukr.pack_b of both bf16 kernels: dst[s·nr + j] = pair s of W row n0 + j (zero rows past `rows`). */
+static inline void gemm_pack_b_bf16(int nr, int kalign, const void *w, wan_dtype dtype, int64_t ldw, int64_t n0,
+                                    int rows, int64_t k0, int64_t kc, float *dst)
+{
+    const int64_t slots = ((kc + 1) / 2 + kalign - 1) / kalign * kalign;
+    uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
+    const size_t es = wan_dtype_size(dtype);
+    for (int j = 0; j < nr; j++) {
+        if (j < rows)
+            bf16_pairs((const uint8_t *)w + (size_t)((n0 + j) * ldw + k0) * es, dtype, kc, slots, line);
+        else
+            memset(line, 0, (size_t)slots * 4);
+        for (int64_t s = 0; s < slots; s++)
+            d[s * nr + j] = line[s];
+    }
+}
+
+#endif /* WAN_CPU_GEMM_BF16_H */
