@@ -157,6 +157,17 @@ TEST(dit_ops_attention)
     CHECK(attention_case("attention dispatch hd128", NULL, 97, 200, 2, 128, 1.0f, 1.0f));
     CHECK(attention_case("attention avx2 hd128 last key x493", wan_att_tile_avx2, 61, 20, 2, 128, 1.0f, 493.0f));
     CHECK(attention_case("attention avx2 only key x512", wan_att_tile_avx2, 13, 1, 2, 16, 1.0f, 512.0f));
+    if (!wan_cpu_use_avx512()) {
+        printf("    (no AVX-512: the AVX-512 tile kernel is not tested on this CPU)\n");
+        return;
+    }
+    /* odd panel counts (a 16-key panel alone at a tile's end), one key, every hd multiple of 32 up to 128 */
+    CHECK(attention_case("attention avx512 hd32", wan_att_tile_avx512, 100, 300, 3, 32, 1.0f, 1.0f));
+    CHECK(attention_case("attention avx512 hd128", wan_att_tile_avx512, 61, 517, 2, 128, 1.0f, 1.0f));
+    CHECK(attention_case("attention avx512 hd64 144 keys", wan_att_tile_avx512, 37, 144, 2, 64, 1.0f, 1.0f));
+    CHECK(attention_case("attention avx512 one key", wan_att_tile_avx512, 13, 1, 2, 32, 1.0f, 1.0f));
+    CHECK(attention_case("attention avx512 large scores", wan_att_tile_avx512, 50, 260, 2, 32, 6.0f, 1.0f));
+    CHECK(attention_case("attention avx512 hd128 last key x493", wan_att_tile_avx512, 61, 20, 2, 128, 1.0f, 493.0f));
 }
 
 TEST(dit_ops_norms)

@@ -130,9 +130,10 @@ void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
     float *Kp = scratch, *Vp = Kp + (int64_t)heads * lkp * hd, *tiles = Vp + (int64_t)heads * lkp * hd;
     pack_kv(k, ldk, v, ldv, Lkt, lkp, heads, hd, Kp, Vp, n_threads);
 
-    wan_att_tile_fn tile = g_forced ? g_forced
-                           : (wan_cpu_use_avx2() && hd % 16 == 0) ? wan_att_tile_avx2
-                                                                  : wan_att_tile_generic;
+    wan_att_tile_fn tile = g_forced                                   ? g_forced
+                           : (wan_cpu_use_avx512() && hd % 32 == 0) ? wan_att_tile_avx512
+                           : (wan_cpu_use_avx2() && hd % 16 == 0)   ? wan_att_tile_avx2
+                                                                    : wan_att_tile_generic;
     const int64_t nqb = (Lq + WAN_ATT_BQ - 1) / WAN_ATT_BQ, ntasks = nqb * heads;
     const int64_t nkb = lkp / WAN_ATT_BK;
     const int64_t qtile = round_up((int64_t)WAN_ATT_BQ * hd, 16), mtile = round_up(WAN_ATT_BQ, 16);

@@ -40,6 +40,9 @@ void wan_att_tile_generic(const float *Q, int bq, const float *Kp, const float *
 /* Requires hd % 16 == 0. */
 void wan_att_tile_avx2(const float *Q, int bq, const float *Kp, const float *V, int bk, int hd, float scale,
                        float *S, float *O, float *m, float *l);
+/* Requires hd % 32 == 0 and AVX-512 (wan_cpu_use_avx512). */
+void wan_att_tile_avx512(const float *Q, int bq, const float *Kp, const float *V, int bk, int hd, float scale,
+                         float *S, float *O, float *m, float *l);
 
 /* Forces the tile kernel (NULL: choose by CPU). For op tests; not thread-safe with a running attention. */
 void wan_cpu_attention_force_tile(wan_att_tile_fn fn);

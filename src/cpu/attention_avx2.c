@@ -1,7 +1,7 @@
 /* attention_avx2.c — AVX2 + FMA tile kernel of the flash attention: 6x16 register blocks for Q·Kᵀ and P·V,
  * vectorised online softmax. */
 #include "cpu/attention.h"
-#include "cpu/vec_avx2.h"
+#include "cpu/attention_simd.h"
 
 #include <math.h>
 
@@ -53,36 +53,6 @@ static inline void pv_6x16(const float *P, const float *V, int bk, int hd, float
     ROWS6(PV_STORE)
 }
 
-/* Online-softmax update of one row: S[0..bk) becomes exp(S - m_new); returns the rescale factor of O. */
-static inline float softmax_row(float *s, int bk, float *m, float *l)
-{
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    __m256 mx = ninf;
-    int j = 0;
-    for (; j + 8 <= bk; j += 8)
-        mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + j));
-    float mxs = wan_hmax256(mx);
-    for (; j < bk; j++)
-        mxs = s[j] > mxs ? s[j] : mxs;
-    const float mnew = mxs > *m ? mxs : *m;
-    const float alpha = expf(*m - mnew);
-    const __m256 mv = _mm256_set1_ps(mnew);
-    __m256 sum = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= bk; j += 8) {
-        const __m256 p = wan_exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
-        _mm256_storeu_ps(s + j, p);
-        sum = _mm256_add_ps(sum, p);
-    }
-    float sums = wan_hsum256(sum);
-    for (; j < bk; j++) {
-        s[j] = expf(s[j] - mnew);
-        sums += s[j];
-    }
-    *l = *l * alpha + sums;
-    *m = mnew;
-    return alpha;
-}
-
 void wan_att_tile_avx2(const float *Q, int bq, const float *Kp, const float *V, int bk, int hd, float scale,
                        float *S, float *O, float *m, float *l)
 {
@@ -91,15 +61,7 @@ void wan_att_tile_avx2(const float *Q, int bq, const float *Kp, const float *V, 
         for (int r0 = 0; r0 < bq; r0 += 6)
             qk_6x16(Q + (int64_t)r0 * hd, hd, Kp + (int64_t)p * hd * WAN_ATT_KP, scale,
                     S + (int64_t)r0 * WAN_ATT_BK + p * WAN_ATT_KP);
-    for (int r = 0; r < bq; r++) {
-        const float alpha = softmax_row(S + (int64_t)r * WAN_ATT_BK, bk, &m[r], &l[r]);
-        if (alpha != 1.0f) {
-            const __m256 av = _mm256_set1_ps(alpha);
-            float *orow = O + (int64_t)r * hd;
-            for (int d = 0; d < hd; d += 8)
-                _mm256_storeu_ps(orow + d, _mm256_mul_ps(_mm256_loadu_ps(orow + d), av));
-        }
-    }
+    att_softmax_rows(S, bq, bk, hd, O, m, l);
     for (int d0 = 0; d0 < hd; d0 += 16)
         for (int r0 = 0; r0 < bq; r0 += 6)
             pv_6x16(S + (int64_t)r0 * WAN_ATT_BK, V + d0, bk, hd, O + (int64_t)r0 * hd + d0);

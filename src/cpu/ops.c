@@ -16,6 +16,17 @@ int wan_cpu_use_avx2(void)
     return v;
 }
 
+int wan_cpu_use_avx512(void)
+{
+    static atomic_int cached = -1;
+    int v = atomic_load(&cached);
+    if (v < 0) {
+        v = wan_kernels_supported(&wan_kernels_avx512) ? 1 : 0;
+        atomic_store(&cached, v);
+    }
+    return v;
+}
+
 /* Σ (x[i] - c)^p over i < n for p = 1 or 2, in double over 8 interleaved partial sums (AVX2: 2 x 4 lanes):
  * independent additions instead of one chain whose add latency bounds the loop. */
 #define SUM_LANES 8

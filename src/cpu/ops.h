@@ -11,6 +11,8 @@
 
 /* 1 when the AVX2 kernels of this family may run on this CPU (cached after the first call). */
 int wan_cpu_use_avx2(void);
+/* 1 when the AVX-512 kernels may run (cached likewise). */
+int wan_cpu_use_avx512(void);
 
 /* y[l] = ((x[l] - mean) / sqrt(var + eps) · w + b) · (1 + scale_l) + shift_l over D floats (biased variance).
  * w, b NULL: no affine; shift/scale NULL: no modulation. x and y may be the same. */
