@@ -8,11 +8,13 @@
  *                     [--linear auto|blas|packed|bf16]  (the path of wan_cpu_linear: AUTO, or one forced for
  *                                                        comparison; bf16: the opt-in bf16 products, AMX or
  *                                                        AVX512-BF16, where the CPU has them)
+ *                     [--attention auto|generic|avx2|avx512]  (the attention tile kernel; the CPU must have the ISA)
  *                     [--python PATH]
  * Build and run: see bench/README.md. */
 #define _POSIX_C_SOURCE 200809L
 #include "backend.h"
 #include "core.h"
+#include "cpu/attention.h"
 #include "cpu/gemm.h"
 #include "dit.h"
 
@@ -199,6 +201,12 @@ static int parse(bench_opts *o, int argc, char **argv)
             else if (!strcmp(v, "blas")) wan_cpu_linear_set_mode(WAN_LINEAR_BLAS);
             else if (!strcmp(v, "packed")) wan_cpu_linear_set_mode(WAN_LINEAR_PACKED);
             else if (!strcmp(v, "bf16")) wan_cpu_linear_set_mode(WAN_LINEAR_BF16);
+            else return 0;
+        } else if (!strcmp(a, "--attention")) {
+            if (!strcmp(v, "auto")) wan_cpu_attention_force_tile(NULL);
+            else if (!strcmp(v, "generic")) wan_cpu_attention_force_tile(wan_att_tile_generic);
+            else if (!strcmp(v, "avx2")) wan_cpu_attention_force_tile(wan_att_tile_avx2);
+            else if (!strcmp(v, "avx512")) wan_cpu_attention_force_tile(wan_att_tile_avx512);
             else return 0;
         } else if (!strcmp(a, "--grid")) {
             if (sscanf(v, "%d,%d,%d", &o->grid[0], &o->grid[1], &o->grid[2]) != 3) return 0;

@@ -62,8 +62,10 @@ cpu)
   done
   step cpu_transformer_bf16_products 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 \
     --reps 3 --prompt-len 128 --no-ref --linear bf16
-  step cpu_transformer_6k 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 --grid 4,30,52 \
-    --reps 2 --prompt-len 128 --no-ref
+  for a in avx2 avx512; do
+    step cpu_transformer_6k_att_$a 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 \
+      --grid 4,30,52 --reps 2 --prompt-len 128 --no-ref --attention $a
+  done
   step cpu_transformer_6k_bf16_products 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 \
     --grid 4,30,52 --reps 2 --prompt-len 128 --no-ref --linear bf16 ;;
 experiments)
