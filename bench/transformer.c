@@ -8,7 +8,8 @@
  *                     [--linear auto|blas|packed|bf16]  (the path of wan_cpu_linear: AUTO, or one forced for
  *                                                        comparison; bf16: the opt-in bf16 products, AMX or
  *                                                        AVX512-BF16, where the CPU has them)
- *                     [--attention auto|generic|avx2|avx512]  (the attention tile kernel; the CPU must have the ISA)
+ *                     [--attention auto|generic|avx2|avx512|amx]  (the attention tile kernel, the CPU must have the
+ *                                                        ISA; amx: the opt-in bf16 attention, where the CPU has AMX)
  *                     [--python PATH]
  * Build and run: see bench/README.md. */
 #define _POSIX_C_SOURCE 200809L
@@ -207,6 +208,7 @@ static int parse(bench_opts *o, int argc, char **argv)
             else if (!strcmp(v, "generic")) wan_cpu_attention_force_tile(wan_att_tile_generic);
             else if (!strcmp(v, "avx2")) wan_cpu_attention_force_tile(wan_att_tile_avx2);
             else if (!strcmp(v, "avx512")) wan_cpu_attention_force_tile(wan_att_tile_avx512);
+            else if (!strcmp(v, "amx")) wan_cpu_attention_set_bf16(1);
             else return 0;
         } else if (!strcmp(a, "--grid")) {
             if (sscanf(v, "%d,%d,%d", &o->grid[0], &o->grid[1], &o->grid[2]) != 3) return 0;

@@ -67,7 +67,11 @@ cpu)
       --grid 4,30,52 --reps 2 --prompt-len 128 --no-ref --attention $a
   done
   step cpu_transformer_6k_bf16_products 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 \
-    --grid 4,30,52 --reps 2 --prompt-len 128 --no-ref --linear bf16 ;;
+    --grid 4,30,52 --reps 2 --prompt-len 128 --no-ref --linear bf16
+  step cpu_transformer_bf16_amx 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 \
+    --reps 3 --prompt-len 128 --no-ref --linear bf16 --attention amx
+  step cpu_transformer_6k_bf16_amx 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 \
+    --grid 4,30,52 --reps 2 --prompt-len 128 --no-ref --linear bf16 --attention amx ;;
 experiments)
   for v in 15 16 17; do step exp_v$v 20 $B/attention_forward validate $v; done
   step exp_bench 80 sh -c "for v in 17 16 11; do timeout 20 $B/attention_forward benchmark \$v; done" ;;

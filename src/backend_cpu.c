@@ -373,15 +373,21 @@ wan_status wan_backend_cpu_create(int n_threads, wan_backend **out, wan_error *e
     be->name = "cpu";
     snprintf(be->device, sizeof be->device, "CPU, %d threads", be->n_threads);
     /* WAN_CPU_GEMM=bf16: the projections as bf16 products (process-wide, gemm.h), where the CPU has AMX or
-     * AVX512-BF16; the device string says which kernel, or that the request was ignored. */
+     * AVX512-BF16, and with AMX the attention too (attention.h); the device string says which kernels, or that the
+     * request was ignored. */
     const char *g = getenv("WAN_CPU_GEMM");
     if (g && !strcmp(g, "bf16")) {
         const wan_gemm_ukr *u = wan_gemm_ukr_bf16();
+        const int amx = u == &wan_gemm_ukr_amx;
         if (u)
             wan_cpu_linear_set_mode(WAN_LINEAR_BF16);
+        wan_cpu_attention_set_bf16(amx);
         const size_t len = strlen(be->device);
-        snprintf(be->device + len, sizeof be->device - len, u ? ", bf16 products (%s)" : "%s",
-                 u ? u->name : ", WAN_CPU_GEMM=bf16 ignored (no AMX or AVX512-BF16)");
+        if (u)
+            snprintf(be->device + len, sizeof be->device - len, ", bf16 products (%s%s)", u->name,
+                     amx ? ", attention on AMX" : "");
+        else
+            snprintf(be->device + len, sizeof be->device - len, ", WAN_CPU_GEMM=bf16 ignored (no AMX or AVX512-BF16)");
     }
     be->host_memory = 1;
     be->impl = s;

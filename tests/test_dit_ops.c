@@ -132,6 +132,49 @@ static int attention_case(const char *name, wan_att_tile_fn tile, int64_t Lq, in
     return ok;
 }
 
+/* The opt-in AMX attention (bf16 q·scale, k, v and probabilities, f32 softmax and sums) against the naive f32
+ * attention of the bf16-rounded q·scale, k and v: what is left is the probabilities' rounding, 2^-9 relative each,
+ * hence a bound of 1e-2 · max|ref| instead of OPS_TOL. A weighted last key goes through the f32 step with the
+ * unrounded rows (the reference's score for it then differs by the rounding of q·scale only). */
+static int attention_case_amx(const char *name, int64_t Lq, int64_t Lk, int H, float amp, float w)
+{
+    const int hd = 128;
+    const int64_t ld = (int64_t)H * hd + 5;
+    float *q = rand_vec(Lq * ld, amp), *k = rand_vec(Lk * ld, amp), *v = rand_vec(Lk * ld, 1.0f);
+    float *qr = wan_malloc((size_t)(Lq * ld) * 4), *kr = wan_malloc((size_t)(Lk * ld) * 4);
+    float *vr = wan_malloc((size_t)(Lk * ld) * 4);
+    float *o = wan_calloc((size_t)(Lq * ld), 4), *ref = wan_calloc((size_t)(Lq * ld), 4);
+    void *scratch = wan_malloc(wan_cpu_attention_scratch(Lk, H, hd, 2));
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t tiled = w != 1.0f ? Lk - 1 : Lk; /* rows that go through the tiles */
+    for (int64_t i = 0; i < Lq * ld; i++)
+        qr[i] = wan_bf16_to_f32(wan_f32_to_bf16(q[i] * scale));
+    for (int64_t i = 0; i < Lk * ld; i++) {
+        kr[i] = i < tiled * ld ? wan_bf16_to_f32(wan_f32_to_bf16(k[i])) : k[i];
+        vr[i] = i < tiled * ld ? wan_bf16_to_f32(wan_f32_to_bf16(v[i])) : v[i];
+    }
+    wan_cpu_attention_set_bf16(1);
+    wan_cpu_attention(q, ld, k, ld, v, ld, o, ld, Lq, Lk, H, hd, scale, w, scratch, 2);
+    wan_cpu_attention_set_bf16(0);
+    wan_test_naive_attention(qr, ld, kr, ld, vr, ld, ref, ld, Lq, Lk, H, hd, 1.0f, w);
+    int ok = wan_test_compare(name, o, ref, (size_t)(Lq * ld), 1e-2);
+    wan_free(q), wan_free(k), wan_free(v), wan_free(qr), wan_free(kr), wan_free(vr), wan_free(o), wan_free(ref);
+    wan_free(scratch);
+    return ok;
+}
+
+TEST(dit_ops_attention_amx)
+{
+    if (!wan_gemm_ukr_supported(&wan_gemm_ukr_amx)) {
+        printf("    skipping: no AMX on this CPU (or the OS refused the tile state)\n");
+        return;
+    }
+    CHECK(attention_case_amx("attention amx 100 x 300", 100, 300, 3, 1.0f, 1.0f));
+    CHECK(attention_case_amx("attention amx 97 x 33 large scores", 97, 33, 2, 6.0f, 1.0f));
+    CHECK(attention_case_amx("attention amx 200 x 129, last key x384", 200, 129, 2, 1.0f, 384.0f));
+    CHECK(attention_case_amx("attention amx 13 x 1, only key x512", 13, 1, 2, 1.0f, 512.0f));
+}
+
 TEST(dit_ops_attention)
 {
     /* tails everywhere: Lq not a multiple of 48 or 6, Lk not a multiple of 128 or 16 */

@@ -1,5 +1,6 @@
 /* attention.c — flash-style attention driver (packing, tiling, threads) and the portable tile kernel. */
 #include "cpu/attention.h"
+#include "cpu/gemm.h"
 #include "cpu/ops.h"
 
 #include <math.h>
@@ -9,8 +10,10 @@
 #endif
 
 static wan_att_tile_fn g_forced;
+static int g_bf16;
 
 void wan_cpu_attention_force_tile(wan_att_tile_fn fn) { g_forced = fn; }
+void wan_cpu_attention_set_bf16(int on) { g_bf16 = on; }
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -92,10 +95,8 @@ static void pack_kv(const float *k, int64_t ldk, const float *v, int64_t ldv, in
     }
 }
 
-/* One online-softmax step over a single key of weight w (it stands for w identical keys) for rows 0..rows-1:
- * s = scale·<q, key>, m_new = max(m, s), O = O·e^(m - m_new) + w·e^(s - m_new)·val, likewise l. */
-static void weighted_key(const float *Q, int rows, const float *key, const float *val, int hd, float scale, float w,
-                         float *O, float *m, float *l)
+void wan_att_weighted_key(const float *Q, int rows, const float *key, const float *val, int hd, float scale, float w,
+                          float *O, float *m, float *l)
 {
     for (int r = 0; r < rows; r++) {
         const float *qr = Q + (int64_t)r * hd;
@@ -125,6 +126,10 @@ void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
 {
     if (n_threads < 1)
         n_threads = 1;
+    if (g_bf16 && !g_forced && hd == 128 && wan_gemm_ukr_supported(&wan_gemm_ukr_amx)) {
+        wan_cpu_attention_amx(q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, scale, last_w, scratch, n_threads);
+        return;
+    }
     const int64_t Lkt = last_w != 1.0f ? Lk - 1 : Lk; /* keys of the tiles; a weighted last key comes after */
     const int64_t lkp = round_up(Lkt, WAN_ATT_BK);
     float *Kp = scratch, *Vp = Kp + (int64_t)heads * lkp * hd, *tiles = Vp + (int64_t)heads * lkp * hd;
@@ -170,7 +175,7 @@ void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
                 tile(Q, bq, kt, vt, bk, hd, scale, S, O, m, l);
             }
             if (Lkt < Lk)
-                weighted_key(Q, rows, k + Lkt * ldk + (int64_t)n * hd, v + Lkt * ldv + (int64_t)n * hd, hd, scale,
+                wan_att_weighted_key(Q, rows, k + Lkt * ldk + (int64_t)n * hd, v + Lkt * ldv + (int64_t)n * hd, hd, scale,
                              last_w, O, m, l);
             for (int r = 0; r < rows; r++) {
                 const float inv = 1.0f / l[r];

@@ -47,4 +47,20 @@ void wan_att_tile_avx512(const float *Q, int bq, const float *Kp, const float *V
 /* Forces the tile kernel (NULL: choose by CPU). For op tests; not thread-safe with a running attention. */
 void wan_cpu_attention_force_tile(wan_att_tile_fn fn);
 
+/* Opt-in bf16 products (WAN_CPU_GEMM=bf16): on a CPU with AMX and for head dim 128 (every Wan model's; the
+ * per-thread tiles of the f32 path hold the bf16 Q and P tiles only from there), wan_cpu_attention runs Q·Kᵀ and P·V on AMX tiles with q (scale folded in), k, v and the probabilities
+ * rounded to bf16 and f32 sums; the online softmax stays f32. Process-wide; off by default and when a tile kernel is
+ * forced. */
+void wan_cpu_attention_set_bf16(int on);
+
+/* The AMX path of wan_cpu_attention (attention_amx.c): the same contract, scratch included. */
+void wan_cpu_attention_amx(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
+                           float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
+                           float last_w, void *scratch, int n_threads);
+
+/* One online-softmax step over a single key of weight w (it stands for w identical keys) for rows 0..rows-1 of Q
+ * ([rows][hd]): s = scale·<q, key>, m_new = max(m, s), O = O·e^(m - m_new) + w·e^(s - m_new)·val, likewise l. */
+void wan_att_weighted_key(const float *Q, int rows, const float *key, const float *val, int hd, float scale, float w,
+                          float *O, float *m, float *l);
+
 #endif /* WAN_CPU_ATTENTION_H */

@@ -81,6 +81,9 @@ int wan_gemm_ukr_supported(const wan_gemm_ukr *u);
 
 /* Asks Linux for the AMX tile data state (arch_prctl), once per process; 1 when granted (gemm_amx.c). */
 int wan_amx_request(void);
+/* Loads the tile configuration every AMX kernel here uses (8 tiles of 16 rows x 64 bytes) on the calling thread,
+ * once per thread; only after wan_amx_request() granted the state. */
+void wan_amx_configure(void);
 
 /* The fastest bf16-product kernel set this CPU can run (AMX, else AVX512-BF16), or NULL when it has neither. */
 const wan_gemm_ukr *wan_gemm_ukr_bf16(void);

@@ -39,8 +39,10 @@ typedef struct tilecfg {
 
 static _Thread_local int t_configured;
 
-static void configure(void)
+void wan_amx_configure(void)
 {
+    if (t_configured)
+        return;
     tilecfg cfg = { .palette = 1 };
     for (int t = 0; t < 8; t++) {
         cfg.rows[t] = 16;
@@ -53,8 +55,7 @@ static void configure(void)
 static void kernel_amx(int64_t kc, const float *af, const float *bf, float *c, int64_t ldc, int m, int n,
                        const float *bias, int acc)
 {
-    if (!t_configured)
-        configure();
+    wan_amx_configure();
     const uint32_t *a = (const uint32_t *)af, *b = (const uint32_t *)bf;
     const int64_t steps = ((kc + 1) / 2 + KB - 1) / KB;
     _tile_zero(0);
