@@ -5,7 +5,8 @@
 # workbench bench (the default: all five), or experiments (dev/cuda/flash_experiments.cuh: validation, timings), or
 # cpu (the host CPU's SIMD kernels: the CPU tests that need no video, bench/peak, bench/gemm and bench/transformer
 # without its torch side; on a host with
-# AVX-512 this is where the AVX-512 and AVX512-BF16 paths run at all).
+# AVX-512 this is where the AVX-512 and AVX512-BF16 paths run at all), or amx (only the bf16-product tests and
+# transformer runs).
 # Writes each step's log and a summary to $OUT (or ./gpu-logs), then packs the logs into logs.tgz.
 cd "$(dirname "$0")/.."
 LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
@@ -72,11 +73,19 @@ cpu)
     --reps 3 --prompt-len 128 --no-ref --linear bf16 --attention amx
   step cpu_transformer_6k_bf16_amx 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 \
     --grid 4,30,52 --reps 2 --prompt-len 128 --no-ref --linear bf16 --attention amx ;;
+amx)
+  for f in gemm_ dit_ops dit_bf16; do step amx_$f 120 $B/wan_tests $f; done
+  for g in 1,30,52 4,30,52; do
+    step amx_transformer_$g 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 --grid $g \
+      --reps 2 --prompt-len 128 --no-ref --linear bf16
+    step amx_transformer_att_$g 120 $B/transformer --preset a14b --layers 2 --threads 16 --dtype bf16 --grid $g \
+      --reps 2 --prompt-len 128 --no-ref --linear bf16 --attention amx
+  done ;;
 experiments)
   for v in 15 16 17; do step exp_v$v 20 $B/attention_forward validate $v; done
   step exp_bench 80 sh -c "for v in 17 16 11; do timeout 20 $B/attention_forward benchmark \$v; done" ;;
 *)
-  echo "gpu_check: unknown step '$s' (ops flash model workbench bench experiments cpu)" | tee -a "$SUM" ;;
+  echo "gpu_check: unknown step '$s' (ops flash model workbench bench experiments cpu amx)" | tee -a "$SUM" ;;
 esac; done
 cat "$SUM"
 # at most 8 files come back from a device run: one archive of every log

@@ -5,25 +5,52 @@
 #include "cpu/cpu.h"
 #include "cpu/gemm_bf16.h"
 
+#include <errno.h>
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MR 32
 #define NR 32
 #define KB 16 /* slots (k pairs) per tile step: 32 bf16 = one 64-byte tile row */
 
-/* Linux: a process must ask for the AMX tile data state before its first tile instruction. */
+/* Linux: a process must ask for the AMX tile data state before its first tile instruction (and, see tiles_work, the
+ * answer is not the whole story). */
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
+
+static void load_config(void);
+
+/* Whether tile instructions run here: a child process configures the tiles and stores one; seen on a virtual
+ * machine that advertised AMX and granted the permission, and still raised SIGILL at the first tile instruction. */
+static int tiles_work(void)
+{
+    const pid_t pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        _Alignas(64) float t[16 * 16];
+        load_config();
+        _tile_zero(0);
+        _tile_stored(0, t, 64);
+        _tile_release();
+        _exit(t[0] == 0.0f ? 0 : 1);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return 0;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 int wan_amx_request(void)
 {
     static atomic_int granted = -1;
     int g = atomic_load(&granted);
     if (g < 0) {
-        g = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+        g = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 && tiles_work();
         atomic_store(&granted, g);
     }
     return g;
@@ -39,16 +66,21 @@ typedef struct tilecfg {
 
 static _Thread_local int t_configured;
 
-void wan_amx_configure(void)
+static void load_config(void)
 {
-    if (t_configured)
-        return;
     tilecfg cfg = { .palette = 1 };
     for (int t = 0; t < 8; t++) {
         cfg.rows[t] = 16;
         cfg.colsb[t] = 64;
     }
     _tile_loadconfig(&cfg);
+}
+
+void wan_amx_configure(void)
+{
+    if (t_configured)
+        return;
+    load_config();
     t_configured = 1;
 }
 
