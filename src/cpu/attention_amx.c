@@ -9,6 +9,7 @@
 #include "cpu/attention.h"
 #include "cpu/attention_simd.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_bf16.h"
 #include "core.h"
 
 #include <immintrin.h>
@@ -106,6 +107,7 @@ void wan_cpu_attention_amx(const float *q, int64_t ldq, const float *k, int64_t 
             memset(O, 0, (size_t)WAN_ATT_BQ * hd * sizeof(float));
             for (int r = 0; r < WAN_ATT_BQ; r++)
                 m[r] = -INFINITY, l[r] = 0.0f;
+            WAN_TILE_FENCE(); /* Qb and O written: the tiles read them */
             const uint16_t *Kh = Kb + (int64_t)n * nkb * (hd / 2) * 32, *Vh = Vb + (int64_t)n * (hd / 16) * vrow;
             for (int64_t j0 = 0; j0 < Lkt; j0 += WAN_ATT_BK) {
                 const int bk = (int)(Lkt - j0 < WAN_ATT_BK ? Lkt - j0 : WAN_ATT_BK);
@@ -133,8 +135,10 @@ void wan_cpu_attention_amx(const float *q, int64_t ldq, const float *k, int64_t 
                         _tile_stored(2, sd + 16 * WAN_ATT_BK, WAN_ATT_BK * 4);
                         _tile_stored(3, sd + 16 * WAN_ATT_BK + 16, WAN_ATT_BK * 4);
                     }
+                WAN_TILE_FENCE(); /* S stored by the tiles; then O rescaled and Pb written for them */
                 att_softmax_rows(S, WAN_ATT_BQ, bk, hd, O, m, l);
                 pack_rows_bf16(S, WAN_ATT_BK, WAN_ATT_BQ, kblocks * 32, bk, 1.0f, Pb);
+                WAN_TILE_FENCE();
                 for (int rb = 0; rb < WAN_ATT_BQ / 16; rb += 2)
                     for (int db = 0; db < hd / 16; db += 2) {
                         float *od = O + (int64_t)rb * 16 * hd + db * 16;
@@ -158,6 +162,7 @@ void wan_cpu_attention_amx(const float *q, int64_t ldq, const float *k, int64_t 
                         _tile_stored(2, od + 16 * hd, hd * 4);
                         _tile_stored(3, od + 16 * hd + 16, hd * 4);
                     }
+                WAN_TILE_FENCE(); /* O stored by the tiles */
             }
             if (Lkt < Lk) { /* the weighted last key, in f32 from the rows as given (S holds them now) */
                 for (int r = 0; r < rows; r++)

@@ -79,8 +79,7 @@ extern const wan_gemm_ukr wan_gemm_ukr_avx512bf16, wan_gemm_ukr_amx;
  * `u`. Thread-safe. */
 int wan_gemm_ukr_supported(const wan_gemm_ukr *u);
 
-/* Asks Linux for the AMX tile data state (arch_prctl), once per process, and checks in a forked child that tile
- * instructions then run; 1 when both hold (gemm_amx.c). */
+/* Asks Linux for the AMX tile data state (arch_prctl), once per process; 1 when granted (gemm_amx.c). */
 int wan_amx_request(void);
 /* Loads the tile configuration every AMX kernel here uses (8 tiles of 16 rows x 64 bytes) on the calling thread,
  * once per thread; only after wan_amx_request() granted the state. */

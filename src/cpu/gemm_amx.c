@@ -5,52 +5,25 @@
 #include "cpu/cpu.h"
 #include "cpu/gemm_bf16.h"
 
-#include <errno.h>
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define MR 32
 #define NR 32
 #define KB 16 /* slots (k pairs) per tile step: 32 bf16 = one 64-byte tile row */
 
-/* Linux: a process must ask for the AMX tile data state before its first tile instruction (and, see tiles_work, the
- * answer is not the whole story). */
+/* Linux: a process must ask for the AMX tile data state before its first tile instruction. */
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
-
-static void load_config(void);
-
-/* Whether tile instructions run here: a child process configures the tiles and stores one; seen on a virtual
- * machine that advertised AMX and granted the permission, and still raised SIGILL at the first tile instruction. */
-static int tiles_work(void)
-{
-    const pid_t pid = fork();
-    if (pid < 0)
-        return 0;
-    if (pid == 0) {
-        _Alignas(64) float t[16 * 16];
-        load_config();
-        _tile_zero(0);
-        _tile_stored(0, t, 64);
-        _tile_release();
-        _exit(t[0] == 0.0f ? 0 : 1);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return 0;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
 
 int wan_amx_request(void)
 {
     static atomic_int granted = -1;
     int g = atomic_load(&granted);
     if (g < 0) {
-        g = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 && tiles_work();
+        g = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
         atomic_store(&granted, g);
     }
     return g;
@@ -66,15 +39,15 @@ typedef struct tilecfg {
 
 static _Thread_local int t_configured;
 
-static void load_config(void)
-{
-    tilecfg cfg = { .palette = 1 };
-    for (int t = 0; t < 8; t++) {
-        cfg.rows[t] = 16;
-        cfg.colsb[t] = 64;
-    }
-    _tile_loadconfig(&cfg);
-}
+/* A constant in memory, not a local: gcc 12 does not count _tile_loadconfig as reading its operand, and dropped the
+ * stores that filled a local configuration (palette 1 with zero-sized tiles: SIGILL at the first tile instruction). */
+static const tilecfg k_config = {
+    .palette = 1,
+    .colsb = { 64, 64, 64, 64, 64, 64, 64, 64 },
+    .rows = { 16, 16, 16, 16, 16, 16, 16, 16 },
+};
+
+static void load_config(void) { _tile_loadconfig(&k_config); }
 
 void wan_amx_configure(void)
 {
@@ -88,6 +61,7 @@ static void kernel_amx(int64_t kc, const float *af, const float *bf, float *c, i
                        const float *bias, int acc)
 {
     wan_amx_configure();
+    WAN_TILE_FENCE();
     const uint32_t *a = (const uint32_t *)af, *b = (const uint32_t *)bf;
     const int64_t steps = ((kc + 1) / 2 + KB - 1) / KB;
     _tile_zero(0);
@@ -109,6 +83,7 @@ static void kernel_amx(int64_t kc, const float *af, const float *bf, float *c, i
     _tile_stored(1, &t[0][16], NR * 4);
     _tile_stored(2, &t[16][0], NR * 4);
     _tile_stored(3, &t[16][16], NR * 4);
+    WAN_TILE_FENCE();
     const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
     const __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
     for (int i = 0; i < m; i++) {

@@ -10,6 +10,11 @@
 #include <immintrin.h>
 #include <string.h>
 
+/* gcc 12's tile intrinsics are asm statements that do not declare the memory they read or write (tileloadd,
+ * tilestored take the address in a register): this fence, between C code that writes or reads a buffer and the tile
+ * instructions that read or write it, keeps the compiler from moving or dropping those accesses. */
+#define WAN_TILE_FENCE() __asm__ volatile("" ::: "memory")
+
 /* line[s] = the pair (v[2s], v[2s+1]) as bf16 (low half first) for s < slots, where v is the first kc values of src
  * (F32/BF16/F16 at any address) followed by zeros. */
 static inline void bf16_pairs(const void *src, wan_dtype dtype, int64_t kc, int64_t slots, uint32_t *line)
