@@ -116,7 +116,8 @@ int cmd_info(int argc, char **argv)
         printf("memory: about %s peak for %dx%d, %d frames (one expert resident, bf16 weights)\n",
                cli_bytes(need, b, sizeof b), w, h, f);
     wan_cpu_info ci = wan_cpu_get_info();
-    printf("cpu: kernels %s, %d threads\n", wan_cpu_kernel_name(), ci.n_threads);
+    printf("cpu: kernels %s, %d threads; bf16 products (WAN_CPU_GEMM=bf16): %s\n", wan_cpu_kernel_name(), ci.n_threads,
+           ci.amx_bf16 ? "AMX" : ci.avx512_bf16 ? "AVX512-BF16" : "not available");
     wan_model_free(m);
     return 0;
 }
