@@ -108,10 +108,7 @@ static void pack_a_amx(const float *x, int64_t ldx, int rows, int64_t kc, float 
     const int64_t slots = ((kc + 1) / 2 + KB - 1) / KB * KB;
     uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
     for (int i = 0; i < MR; i++) {
-        if (i < rows)
-            bf16_pairs(x + i * ldx, WAN_DTYPE_F32, kc, slots, line);
-        else
-            memset(line, 0, (size_t)slots * 4);
+        bf16_pairs(i < rows ? x + i * ldx : NULL, WAN_DTYPE_F32, kc, slots, line);
         for (int64_t s = 0; s < slots; s += KB)
             memcpy(d + s * MR + i * KB, line + s, KB * 4);
     }

@@ -21,6 +21,23 @@ static inline void store_row(float *c, __m512 v0, __m512 v1, const float *bias, 
     _mm512_storeu_ps(c + 16, v1);
 }
 
+/* The epilogue of both 8 x 32 kernels: r[2i], r[2i+1] are output row i; rows < m, columns < n of C get
+ * acc ? C + r : bias + r (an edge tile goes through a buffer). */
+static inline void store_tile(const __m512 r[2 * MR], float *c, int64_t ldc, int m, int n, const float *bias, int acc)
+{
+    if (m == MR && n == NR) {
+        for (int i = 0; i < MR; i++)
+            store_row(c + i * ldc, r[2 * i], r[2 * i + 1], bias, acc);
+        return;
+    }
+    _Alignas(64) float t[MR][NR];
+    for (int i = 0; i < MR; i++)
+        store_row(t[i], r[2 * i], r[2 * i + 1], NULL, 0);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[i * ldc + j] = t[i][j] + (acc ? c[i * ldc + j] : bias ? bias[j] : 0.0f);
+}
+
 #define ROW(i)                                                                                    \
     do {                                                                                          \
         const __m512 ai = _mm512_set1_ps(a[i]);                                                   \
@@ -45,29 +62,9 @@ static void kernel_8x32(int64_t kc, const float *a, const float *b, float *c, in
         a += MR;
         b += NR;
     }
-    _Alignas(64) float t[MR][NR];
-    float *dst = c;
-    int64_t ld = ldc;
-    const int full = m == MR && n == NR;
-    if (!full) { /* edge tile: compute the whole tile into t, then copy the valid part */
-        dst = &t[0][0];
-        ld = NR;
-    }
-    const float *bs = full ? bias : NULL;
-    const int ac = full ? acc : 0;
-    store_row(dst + 0 * ld, c0_0, c0_1, bs, ac);
-    store_row(dst + 1 * ld, c1_0, c1_1, bs, ac);
-    store_row(dst + 2 * ld, c2_0, c2_1, bs, ac);
-    store_row(dst + 3 * ld, c3_0, c3_1, bs, ac);
-    store_row(dst + 4 * ld, c4_0, c4_1, bs, ac);
-    store_row(dst + 5 * ld, c5_0, c5_1, bs, ac);
-    store_row(dst + 6 * ld, c6_0, c6_1, bs, ac);
-    store_row(dst + 7 * ld, c7_0, c7_1, bs, ac);
-    if (full)
-        return;
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++)
-            c[i * ldc + j] = t[i][j] + (acc ? c[i * ldc + j] : bias ? bias[j] : 0.0f);
+    store_tile((const __m512[2 * MR]){ c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1,
+                                       c4_0, c4_1, c5_0, c5_1, c6_0, c6_1, c7_0, c7_1 },
+               c, ldc, m, n, bias, acc);
 }
 
 static void pack_a_simd(const float *x, int64_t ldx, int rows, int64_t kc, float *dst)
@@ -117,29 +114,9 @@ static void kernel_bf16_8x32(int64_t kc, const float *af, const float *bf, float
         a += MR;
         b += NR;
     }
-    _Alignas(64) float t[MR][NR];
-    float *dst = c;
-    int64_t ld = ldc;
-    const int full = m == MR && n == NR;
-    if (!full) {
-        dst = &t[0][0];
-        ld = NR;
-    }
-    const float *bs = full ? bias : NULL;
-    const int ac = full ? acc : 0;
-    store_row(dst + 0 * ld, c0_0, c0_1, bs, ac);
-    store_row(dst + 1 * ld, c1_0, c1_1, bs, ac);
-    store_row(dst + 2 * ld, c2_0, c2_1, bs, ac);
-    store_row(dst + 3 * ld, c3_0, c3_1, bs, ac);
-    store_row(dst + 4 * ld, c4_0, c4_1, bs, ac);
-    store_row(dst + 5 * ld, c5_0, c5_1, bs, ac);
-    store_row(dst + 6 * ld, c6_0, c6_1, bs, ac);
-    store_row(dst + 7 * ld, c7_0, c7_1, bs, ac);
-    if (full)
-        return;
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++)
-            c[i * ldc + j] = t[i][j] + (acc ? c[i * ldc + j] : bias ? bias[j] : 0.0f);
+    store_tile((const __m512[2 * MR]){ c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1,
+                                       c4_0, c4_1, c5_0, c5_1, c6_0, c6_1, c7_0, c7_1 },
+               c, ldc, m, n, bias, acc);
 }
 
 /* dst[s·MR + i] = pair s of row i (zero rows past `rows`). */
@@ -148,10 +125,7 @@ static void pack_a_bf16(const float *x, int64_t ldx, int rows, int64_t kc, float
     const int64_t slots = (kc + 1) / 2;
     uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
     for (int i = 0; i < MR; i++) {
-        if (i < rows)
-            bf16_pairs(x + i * ldx, WAN_DTYPE_F32, kc, slots, line);
-        else
-            memset(line, 0, (size_t)slots * 4);
+        bf16_pairs(i < rows ? x + i * ldx : NULL, WAN_DTYPE_F32, kc, slots, line);
         for (int64_t s = 0; s < slots; s++)
             d[s * MR + i] = line[s];
     }

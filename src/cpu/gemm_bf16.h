@@ -16,9 +16,13 @@
 #define WAN_TILE_FENCE() __asm__ volatile("" ::: "memory")
 
 /* line[s] = the pair (v[2s], v[2s+1]) as bf16 (low half first) for s < slots, where v is the first kc values of src
- * (F32/BF16/F16 at any address) followed by zeros. */
+ * (F32/BF16/F16 at any address) followed by zeros; src NULL: all zeros. */
 static inline void bf16_pairs(const void *src, wan_dtype dtype, int64_t kc, int64_t slots, uint32_t *line)
 {
+    if (!src) {
+        memset(line, 0, (size_t)slots * 4);
+        return;
+    }
     int64_t k = 0;
     if (dtype == WAN_DTYPE_BF16) {
         memcpy(line, src, (size_t)(kc * 2));
@@ -51,10 +55,7 @@ static inline void gemm_pack_b_bf16(int nr, int kalign, const void *w, wan_dtype
     uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
     const size_t es = wan_dtype_size(dtype);
     for (int j = 0; j < nr; j++) {
-        if (j < rows)
-            bf16_pairs((const uint8_t *)w + (size_t)((n0 + j) * ldw + k0) * es, dtype, kc, slots, line);
-        else
-            memset(line, 0, (size_t)slots * 4);
+        bf16_pairs(j < rows ? (const uint8_t *)w + (size_t)((n0 + j) * ldw + k0) * es : NULL, dtype, kc, slots, line);
         for (int64_t s = 0; s < slots; s++)
             d[s * nr + j] = line[s];
     }

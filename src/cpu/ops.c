@@ -5,26 +5,27 @@
 #include <math.h>
 #include <stdatomic.h>
 
+/* wan_kernels_supported(k), asked once and kept in *cached (-1: not yet asked). */
+static int supported_once(atomic_int *cached, const wan_kernels *k)
+{
+    int v = atomic_load(cached);
+    if (v < 0) {
+        v = wan_kernels_supported(k) ? 1 : 0;
+        atomic_store(cached, v);
+    }
+    return v;
+}
+
 int wan_cpu_use_avx2(void)
 {
     static atomic_int cached = -1;
-    int v = atomic_load(&cached);
-    if (v < 0) {
-        v = wan_kernels_supported(&wan_kernels_avx2) ? 1 : 0;
-        atomic_store(&cached, v);
-    }
-    return v;
+    return supported_once(&cached, &wan_kernels_avx2);
 }
 
 int wan_cpu_use_avx512(void)
 {
     static atomic_int cached = -1;
-    int v = atomic_load(&cached);
-    if (v < 0) {
-        v = wan_kernels_supported(&wan_kernels_avx512) ? 1 : 0;
-        atomic_store(&cached, v);
-    }
-    return v;
+    return supported_once(&cached, &wan_kernels_avx512);
 }
 
 /* Σ (x[i] - c)^p over i < n for p = 1 or 2, in double over 8 interleaved partial sums (AVX2: 2 x 4 lanes):
