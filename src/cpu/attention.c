@@ -175,8 +175,8 @@ void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
                 tile(Q, bq, kt, vt, bk, hd, scale, S, O, m, l);
             }
             if (Lkt < Lk)
-                wan_att_weighted_key(Q, rows, k + Lkt * ldk + (int64_t)n * hd, v + Lkt * ldv + (int64_t)n * hd, hd, scale,
-                             last_w, O, m, l);
+                wan_att_weighted_key(Q, rows, k + Lkt * ldk + (int64_t)n * hd, v + Lkt * ldv + (int64_t)n * hd, hd,
+                                     scale, last_w, O, m, l);
             for (int r = 0; r < rows; r++) {
                 const float inv = 1.0f / l[r];
                 float *dst = out + (i0 + r) * ldo + (int64_t)n * hd;

@@ -48,9 +48,9 @@ void wan_att_tile_avx512(const float *Q, int bq, const float *Kp, const float *V
 void wan_cpu_attention_force_tile(wan_att_tile_fn fn);
 
 /* Opt-in bf16 products (WAN_CPU_GEMM=bf16): on a CPU with AMX and for head dim 128 (every Wan model's; the
- * per-thread tiles of the f32 path hold the bf16 Q and P tiles only from there), wan_cpu_attention runs Q·Kᵀ and P·V on AMX tiles with q (scale folded in), k, v and the probabilities
- * rounded to bf16 and f32 sums; the online softmax stays f32. Process-wide; off by default and when a tile kernel is
- * forced. */
+ * per-thread tiles of the f32 path hold the bf16 Q and P tiles only from there), wan_cpu_attention runs Q·Kᵀ and
+ * P·V on AMX tiles, with q (scale folded in), k, v and the probabilities rounded to bf16 and f32 sums; the online
+ * softmax stays f32. Process-wide; off by default, and when a tile kernel is forced. */
 void wan_cpu_attention_set_bf16(int on);
 
 /* The AMX path of wan_cpu_attention (attention_amx.c): the same contract, scratch included. */

@@ -117,7 +117,12 @@ void wan_gemm_rows(const wan_gemm_ukr *u, const float *x, int64_t M, int64_t ldx
 
 /* Which implementation wan_cpu_linear uses: AUTO picks per shape and dtype (the choice bench/gemm.c
  * measured); the others force one, for benchmarks and tests. Process-wide; not thread-safe. */
-typedef enum wan_linear_mode { WAN_LINEAR_AUTO = 0, WAN_LINEAR_BLAS, WAN_LINEAR_PACKED, WAN_LINEAR_BF16 } wan_linear_mode;
+typedef enum wan_linear_mode {
+    WAN_LINEAR_AUTO = 0,
+    WAN_LINEAR_BLAS,
+    WAN_LINEAR_PACKED,
+    WAN_LINEAR_BF16
+} wan_linear_mode;
 /* WAN_LINEAR_BF16: products of more than 4 rows through wan_gemm_ukr_bf16() (AUTO where the CPU has neither AMX nor
  * AVX512-BF16). Results then differ from the f32 ones by the rounding of both operands to bf16 (~3 significant
  * digits), as under torch.autocast(dtype=torch.bfloat16). */

@@ -1,6 +1,6 @@
-/* gemm_avx512.c — AVX-512 GEMM micro-kernel (8 x 32: 16 zmm accumulators, 8 packed activation rows, so 10 loads
- * per 16 FMAs), weight packing and row dot products
- * (compiled with the AVX-512 flags only here; see gemm.h). */
+/* gemm_avx512.c — AVX-512 GEMM micro-kernels: f32 8 x 32 (16 zmm accumulators, 8 packed activation rows, so 10
+ * loads per 16 FMAs) and the opt-in AVX512-BF16 one of the same shape (vdpbf16ps on bf16 pairs), their packing, and
+ * row dot products (compiled with the AVX-512 flags only here; see gemm.h). */
 #include "cpu/cpu.h"
 #include "cpu/gemm_bf16.h"
 #include "cpu/gemm_simd.h"

@@ -29,7 +29,8 @@ static inline void bf16_pairs(const void *src, wan_dtype dtype, int64_t kc, int6
         k = kc;
     } else {
         for (; k + 32 <= kc; k += 32) {
-            const __m512 lo = _mm512_insertf32x8(_mm512_castps256_ps512(load8(src, dtype, k)), load8(src, dtype, k + 8), 1);
+            const __m512 lo = _mm512_insertf32x8(_mm512_castps256_ps512(load8(src, dtype, k)),
+                                                 load8(src, dtype, k + 8), 1);
             const __m512 hi = _mm512_insertf32x8(_mm512_castps256_ps512(load8(src, dtype, k + 16)),
                                                  load8(src, dtype, k + 24), 1);
             _mm512_storeu_si512(line + k / 2, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));

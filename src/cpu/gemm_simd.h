@@ -1,6 +1,6 @@
 /* gemm_simd.h — AVX2 helpers shared by the GEMM micro-kernel files (gemm_avx2.c, gemm_avx512.c): 8 x 8
- * transposes for packing weights and activations, and the one-row dot product with on-the-fly BF16/F16 conversion (internal; include
- * only from files compiled with at least the AVX2 flags). */
+ * transposes for packing weights and activations, and the one-row dot product with on-the-fly BF16/F16 conversion
+ * (internal; include only from files compiled with at least the AVX2 flags). */
 #ifndef WAN_CPU_GEMM_SIMD_H
 #define WAN_CPU_GEMM_SIMD_H
 
