@@ -36,11 +36,7 @@ void wan_cpu_linear_set_mode(wan_linear_mode mode) { g_mode = mode; }
 /* The path AUTO takes, as bench/gemm.c measured it: the packed GEMM for every dtype (for BF16/F16 it reads the
  * weights once, converting while packing; for F32 it has run 1-3% faster than OpenBLAS's sgemm since the activation
  * rows are packed too). OpenBLAS only when WAN_LINEAR_BLAS forces it. */
-static int use_packed(const wan_tensor *w)
-{
-    (void)w;
-    return g_mode != WAN_LINEAR_BLAS;
-}
+static int use_packed(void) { return g_mode != WAN_LINEAR_BLAS; }
 
 static int64_t tile_scratch(const wan_tensor *w)
 {
@@ -55,7 +51,7 @@ static int64_t tile_scratch(const wan_tensor *w)
 
 int64_t wan_cpu_linear_scratch(const wan_tensor *w)
 {
-    return use_packed(w) ? wan_gemm_scratch(w->ne[0], row_len(w)) : tile_scratch(w);
+    return use_packed() ? wan_gemm_scratch(w->ne[0], row_len(w)) : tile_scratch(w);
 }
 
 void wan_cpu_to_f32(const void *src, wan_dtype dtype, float *dst, int64_t n)
@@ -290,9 +286,9 @@ void wan_cpu_linear(const float *x, int64_t M, int64_t ldx, const wan_tensor *w,
     const wan_gemm_ukr *u = wan_kernels_get()->gemm, *ub = g_mode == WAN_LINEAR_BF16 ? wan_gemm_ukr_bf16() : NULL;
     if (ub && M > LINEAR_ROWS_MAX)
         wan_gemm_packed(ub, x, M, ldx, w, b, y, ldy, scratch, n_threads);
-    else if (use_packed(w) && M <= LINEAR_ROWS_MAX)
+    else if (use_packed() && M <= LINEAR_ROWS_MAX)
         wan_gemm_rows(u, x, M, ldx, w, b, y, ldy, n_threads);
-    else if (use_packed(w))
+    else if (use_packed())
         wan_gemm_packed(u, x, M, ldx, w, b, y, ldy, scratch, n_threads);
     else
         linear_blas(x, M, ldx, w, b, y, ldy, scratch, n_threads);
