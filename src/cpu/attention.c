@@ -95,8 +95,10 @@ static void pack_kv(const float *k, int64_t ldk, const float *v, int64_t ldv, in
     }
 }
 
-void wan_att_weighted_key(const float *Q, int rows, const float *key, const float *val, int hd, float scale, float w,
-                          float *O, float *m, float *l)
+/* One online-softmax step over a single key of weight w (it stands for w identical keys) for rows 0..rows-1 of Q
+ * ([rows][hd]): s = scale·<q, key>, m_new = max(m, s), O = O·e^(m - m_new) + w·e^(s - m_new)·val, likewise l. */
+static void weighted_key(const float *Q, int rows, const float *key, const float *val, int hd, float scale, float w,
+                         float *O, float *m, float *l)
 {
     for (int r = 0; r < rows; r++) {
         const float *qr = Q + (int64_t)r * hd;
@@ -117,6 +119,18 @@ void wan_att_weighted_key(const float *Q, int rows, const float *key, const floa
         float *orow = O + (int64_t)r * hd;
         for (int d = 0; d < hd; d++)
             orow[d] = orow[d] * alpha + p * val[d];
+    }
+}
+
+void wan_att_finish(const float *Q, int rows, const float *key, const float *val, int hd, float scale, float w,
+                    float *O, float *m, float *l, float *dst, int64_t ldo)
+{
+    if (key)
+        weighted_key(Q, rows, key, val, hd, scale, w, O, m, l);
+    for (int r = 0; r < rows; r++) {
+        const float inv = 1.0f / l[r];
+        for (int d = 0; d < hd; d++)
+            dst[r * ldo + d] = O[(int64_t)r * hd + d] * inv;
     }
 }
 
@@ -174,15 +188,10 @@ void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
                 const float *vt = Vp + ((int64_t)n * lkp + j0) * hd;
                 tile(Q, bq, kt, vt, bk, hd, scale, S, O, m, l);
             }
-            if (Lkt < Lk)
-                wan_att_weighted_key(Q, rows, k + Lkt * ldk + (int64_t)n * hd, v + Lkt * ldv + (int64_t)n * hd, hd,
-                                     scale, last_w, O, m, l);
-            for (int r = 0; r < rows; r++) {
-                const float inv = 1.0f / l[r];
-                float *dst = out + (i0 + r) * ldo + (int64_t)n * hd;
-                for (int d = 0; d < hd; d++)
-                    dst[d] = O[(int64_t)r * hd + d] * inv;
-            }
+            const int64_t c = (int64_t)n * hd;
+            const int wk = Lkt < Lk;
+            wan_att_finish(Q, rows, wk ? k + Lkt * ldk + c : NULL, wk ? v + Lkt * ldv + c : NULL, hd, scale, last_w, O,
+                           m, l, out + i0 * ldo + c, ldo);
         }
     }
 }

@@ -58,9 +58,10 @@ void wan_cpu_attention_amx(const float *q, int64_t ldq, const float *k, int64_t 
                            float *out, int64_t ldo, int64_t Lq, int64_t Lk, int heads, int hd, float scale,
                            float last_w, void *scratch, int n_threads);
 
-/* One online-softmax step over a single key of weight w (it stands for w identical keys) for rows 0..rows-1 of Q
- * ([rows][hd]): s = scale·<q, key>, m_new = max(m, s), O = O·e^(m - m_new) + w·e^(s - m_new)·val, likewise l. */
-void wan_att_weighted_key(const float *Q, int rows, const float *key, const float *val, int hd, float scale, float w,
-                          float *O, float *m, float *l);
+/* The end of one (head, query block) of either path: when `key` is not NULL, one more online-softmax step over that
+ * single key of weight w (it stands for w identical keys; s = scale·<q, key> for the rows of Q, [rows][hd]), then
+ * dst[r·ldo + d] = O[r][d] / l[r] for r < rows, d < hd. */
+void wan_att_finish(const float *Q, int rows, const float *key, const float *val, int hd, float scale, float w,
+                    float *O, float *m, float *l, float *dst, int64_t ldo);
 
 #endif /* WAN_CPU_ATTENTION_H */

@@ -164,18 +164,13 @@ void wan_cpu_attention_amx(const float *q, int64_t ldq, const float *k, int64_t 
                     }
                 WAN_TILE_FENCE(); /* O stored by the tiles */
             }
-            if (Lkt < Lk) { /* the weighted last key, in f32 from the rows as given (S holds them now) */
+            const int64_t c = (int64_t)n * hd;
+            const int wk = Lkt < Lk;
+            if (wk) /* the weighted last key goes through the f32 step, from the rows as given (into S) */
                 for (int r = 0; r < rows; r++)
-                    memcpy(S + (int64_t)r * hd, q + (i0 + r) * ldq + (int64_t)n * hd, (size_t)hd * sizeof(float));
-                wan_att_weighted_key(S, rows, k + Lkt * ldk + (int64_t)n * hd, v + Lkt * ldv + (int64_t)n * hd, hd,
-                                     scale, last_w, O, m, l);
-            }
-            for (int r = 0; r < rows; r++) {
-                const float inv = 1.0f / l[r];
-                float *dst = out + (i0 + r) * ldo + (int64_t)n * hd;
-                for (int d = 0; d < hd; d++)
-                    dst[d] = O[(int64_t)r * hd + d] * inv;
-            }
+                    memcpy(S + (int64_t)r * hd, q + (i0 + r) * ldq + c, (size_t)hd * sizeof(float));
+            wan_att_finish(S, rows, wk ? k + Lkt * ldk + c : NULL, wk ? v + Lkt * ldv + c : NULL, hd, scale, last_w, O,
+                           m, l, out + i0 * ldo + c, ldo);
         }
     }
 }
