@@ -140,7 +140,7 @@ void wan_cpu_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
 {
     if (n_threads < 1)
         n_threads = 1;
-    if (g_bf16 && !g_forced && hd == 128 && wan_gemm_ukr_supported(&wan_gemm_ukr_amx)) {
+    if (g_bf16 && !g_forced && hd == 128 && wan_gemm_ukr_bf16() == &wan_gemm_ukr_amx) {
         wan_cpu_attention_amx(q, ldq, k, ldk, v, ldv, out, ldo, Lq, Lk, heads, hd, scale, last_w, scratch, n_threads);
         return;
     }

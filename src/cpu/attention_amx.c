@@ -9,7 +9,7 @@
 #include "cpu/attention.h"
 #include "cpu/attention_simd.h"
 #include "cpu/gemm.h"
-#include "cpu/gemm_bf16.h"
+#include "cpu/amx.h"
 #include "core.h"
 
 #include <immintrin.h>
@@ -107,7 +107,6 @@ void wan_cpu_attention_amx(const float *q, int64_t ldq, const float *k, int64_t 
             memset(O, 0, (size_t)WAN_ATT_BQ * hd * sizeof(float));
             for (int r = 0; r < WAN_ATT_BQ; r++)
                 m[r] = -INFINITY, l[r] = 0.0f;
-            WAN_TILE_FENCE(); /* Qb and O written: the tiles read them */
             const uint16_t *Kh = Kb + (int64_t)n * nkb * (hd / 2) * 32, *Vh = Vb + (int64_t)n * (hd / 16) * vrow;
             for (int64_t j0 = 0; j0 < Lkt; j0 += WAN_ATT_BK) {
                 const int bk = (int)(Lkt - j0 < WAN_ATT_BK ? Lkt - j0 : WAN_ATT_BK);
@@ -115,54 +114,26 @@ void wan_cpu_attention_amx(const float *q, int64_t ldq, const float *k, int64_t 
                 for (int rb = 0; rb < WAN_ATT_BQ / 16; rb += 2)
                     for (int cb = 0; cb < kblocks; cb++) {
                         const uint16_t *b = Kh + (j0 / 16 + 2 * cb) * (hd / 2) * 32;
-                        _tile_zero(0);
-                        _tile_zero(1);
-                        _tile_zero(2);
-                        _tile_zero(3);
-                        for (int s = 0; s < hd / 32; s++) {
-                            _tile_loadd(4, Qb + ((int64_t)rb * (hd / 32) + s) * 512, 64);
-                            _tile_loadd(5, Qb + ((int64_t)(rb + 1) * (hd / 32) + s) * 512, 64);
-                            _tile_loadd(6, b + s * 16 * 32, 64);
-                            _tile_loadd(7, b + (hd / 2) * 32 + s * 16 * 32, 64);
-                            _tile_dpbf16ps(0, 4, 6);
-                            _tile_dpbf16ps(1, 4, 7);
-                            _tile_dpbf16ps(2, 5, 6);
-                            _tile_dpbf16ps(3, 5, 7);
-                        }
-                        float *sd = S + (int64_t)rb * 16 * WAN_ATT_BK + cb * 32;
-                        _tile_stored(0, sd, WAN_ATT_BK * 4);
-                        _tile_stored(1, sd + 16, WAN_ATT_BK * 4);
-                        _tile_stored(2, sd + 16 * WAN_ATT_BK, WAN_ATT_BK * 4);
-                        _tile_stored(3, sd + 16 * WAN_ATT_BK + 16, WAN_ATT_BK * 4);
+                        amx_block_load(NULL, 0);
+                        for (int s = 0; s < hd / 32; s++)
+                            amx_block_step(Qb + ((int64_t)rb * (hd / 32) + s) * 512,
+                                           Qb + ((int64_t)(rb + 1) * (hd / 32) + s) * 512, b + s * 16 * 32,
+                                           b + (hd / 2) * 32 + s * 16 * 32, 64);
+                        amx_block_store(S + (int64_t)rb * 16 * WAN_ATT_BK + cb * 32, WAN_ATT_BK);
                     }
-                WAN_TILE_FENCE(); /* S stored by the tiles; then O rescaled and Pb written for them */
                 att_softmax_rows(S, WAN_ATT_BQ, bk, hd, O, m, l);
                 pack_rows_bf16(S, WAN_ATT_BK, WAN_ATT_BQ, kblocks * 32, bk, 1.0f, Pb);
-                WAN_TILE_FENCE();
                 for (int rb = 0; rb < WAN_ATT_BQ / 16; rb += 2)
                     for (int db = 0; db < hd / 16; db += 2) {
                         float *od = O + (int64_t)rb * 16 * hd + db * 16;
-                        _tile_loadd(0, od, hd * 4);
-                        _tile_loadd(1, od + 16, hd * 4);
-                        _tile_loadd(2, od + 16 * hd, hd * 4);
-                        _tile_loadd(3, od + 16 * hd + 16, hd * 4);
+                        amx_block_load(od, hd);
                         for (int s = 0; s < kblocks; s++) {
                             const uint16_t *b = Vh + (int64_t)db * vrow + (j0 / 2 + s * 16) * 32;
-                            _tile_loadd(4, Pb + ((int64_t)rb * kblocks + s) * 512, 64);
-                            _tile_loadd(5, Pb + ((int64_t)(rb + 1) * kblocks + s) * 512, 64);
-                            _tile_loadd(6, b, 64);
-                            _tile_loadd(7, b + vrow, 64);
-                            _tile_dpbf16ps(0, 4, 6);
-                            _tile_dpbf16ps(1, 4, 7);
-                            _tile_dpbf16ps(2, 5, 6);
-                            _tile_dpbf16ps(3, 5, 7);
+                            amx_block_step(Pb + ((int64_t)rb * kblocks + s) * 512,
+                                           Pb + ((int64_t)(rb + 1) * kblocks + s) * 512, b, b + vrow, 64);
                         }
-                        _tile_stored(0, od, hd * 4);
-                        _tile_stored(1, od + 16, hd * 4);
-                        _tile_stored(2, od + 16 * hd, hd * 4);
-                        _tile_stored(3, od + 16 * hd + 16, hd * 4);
+                        amx_block_store(od, hd);
                     }
-                WAN_TILE_FENCE(); /* O stored by the tiles */
             }
             const int64_t c = (int64_t)n * hd;
             const int wk = Lkt < Lk;

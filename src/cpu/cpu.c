@@ -93,9 +93,13 @@ int wan_gemm_ukr_supported(const wan_gemm_ukr *u)
 
 const wan_gemm_ukr *wan_gemm_ukr_bf16(void)
 {
-    return wan_gemm_ukr_supported(&wan_gemm_ukr_amx)          ? &wan_gemm_ukr_amx
-           : wan_gemm_ukr_supported(&wan_gemm_ukr_avx512bf16) ? &wan_gemm_ukr_avx512bf16
-                                                               : NULL;
+    static atomic_int choice = -1; /* 0 none, 1 AMX, 2 AVX512-BF16: decided once (every linear in bf16 mode asks) */
+    int c = atomic_load(&choice);
+    if (c < 0) {
+        c = wan_gemm_ukr_supported(&wan_gemm_ukr_amx) ? 1 : wan_gemm_ukr_supported(&wan_gemm_ukr_avx512bf16) ? 2 : 0;
+        atomic_store(&choice, c);
+    }
+    return c == 1 ? &wan_gemm_ukr_amx : c == 2 ? &wan_gemm_ukr_avx512bf16 : NULL;
 }
 
 static _Atomic(const wan_kernels *) g_kernels;

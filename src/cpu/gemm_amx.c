@@ -3,7 +3,7 @@
  * (4 tdpbf16ps per step). Compiled with the AVX-512 and AMX flags only here. */
 #define _GNU_SOURCE
 #include "cpu/cpu.h"
-#include "cpu/gemm_bf16.h"
+#include "cpu/amx.h"
 
 #include <immintrin.h>
 #include <stdatomic.h>
@@ -61,29 +61,13 @@ static void kernel_amx(int64_t kc, const float *af, const float *bf, float *c, i
                        const float *bias, int acc)
 {
     wan_amx_configure();
-    WAN_TILE_FENCE();
     const uint32_t *a = (const uint32_t *)af, *b = (const uint32_t *)bf;
-    const int64_t steps = ((kc + 1) / 2 + KB - 1) / KB;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int64_t s = 0; s < steps; s++, a += MR * KB, b += KB * NR) {
-        _tile_loadd(4, a, KB * 4);
-        _tile_loadd(5, a + 16 * KB, KB * 4);
-        _tile_loadd(6, b, NR * 4);
-        _tile_loadd(7, b + 16, NR * 4);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-    }
+    const int64_t steps = wan_gemm_slots(&wan_gemm_ukr_amx, kc) / KB;
+    amx_block_load(NULL, 0);
+    for (int64_t s = 0; s < steps; s++, a += MR * KB, b += KB * NR)
+        amx_block_step(a, a + 16 * KB, b, b + 16, NR * 4);
     _Alignas(64) float t[MR][NR];
-    _tile_stored(0, &t[0][0], NR * 4);
-    _tile_stored(1, &t[0][16], NR * 4);
-    _tile_stored(2, &t[16][0], NR * 4);
-    _tile_stored(3, &t[16][16], NR * 4);
-    WAN_TILE_FENCE();
+    amx_block_store(&t[0][0], NR);
     const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
     const __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
     for (int i = 0; i < m; i++) {
@@ -105,7 +89,7 @@ static void kernel_amx(int64_t kc, const float *af, const float *bf, float *c, i
  * step's 32 rows of 16 slots are two 16 x 64-byte activation tiles. */
 static void pack_a_amx(const float *x, int64_t ldx, int rows, int64_t kc, float *dst)
 {
-    const int64_t slots = ((kc + 1) / 2 + KB - 1) / KB * KB;
+    const int64_t slots = wan_gemm_slots(&wan_gemm_ukr_amx, kc);
     uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
     for (int i = 0; i < MR; i++) {
         bf16_pairs(i < rows ? x + i * ldx : NULL, WAN_DTYPE_F32, kc, slots, line);
@@ -117,7 +101,7 @@ static void pack_a_amx(const float *x, int64_t ldx, int rows, int64_t kc, float 
 static void pack_b_amx(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
                        float *dst)
 {
-    gemm_pack_b_bf16(NR, KB, w, dtype, ldw, n0, rows, k0, kc, dst);
+    gemm_pack_b_bf16(&wan_gemm_ukr_amx, w, dtype, ldw, n0, rows, k0, kc, dst);
 }
 
 const wan_gemm_ukr wan_gemm_ukr_amx = {

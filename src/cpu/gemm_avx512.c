@@ -107,7 +107,7 @@ static void kernel_bf16_8x32(int64_t kc, const float *af, const float *bf, float
     const uint32_t *a = (const uint32_t *)af, *b = (const uint32_t *)bf;
     DECL(0); DECL(1); DECL(2); DECL(3);
     DECL(4); DECL(5); DECL(6); DECL(7);
-    for (int64_t s = 0; s < (kc + 1) / 2; s++) {
+    for (int64_t s = 0, slots = wan_gemm_slots(&wan_gemm_ukr_avx512bf16, kc); s < slots; s++) {
         const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 16);
         BF_ROW(0); BF_ROW(1); BF_ROW(2); BF_ROW(3);
         BF_ROW(4); BF_ROW(5); BF_ROW(6); BF_ROW(7);
@@ -122,7 +122,7 @@ static void kernel_bf16_8x32(int64_t kc, const float *af, const float *bf, float
 /* dst[s·MR + i] = pair s of row i (zero rows past `rows`). */
 static void pack_a_bf16(const float *x, int64_t ldx, int rows, int64_t kc, float *dst)
 {
-    const int64_t slots = (kc + 1) / 2;
+    const int64_t slots = wan_gemm_slots(&wan_gemm_ukr_avx512bf16, kc);
     uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
     for (int i = 0; i < MR; i++) {
         bf16_pairs(i < rows ? x + i * ldx : NULL, WAN_DTYPE_F32, kc, slots, line);
@@ -134,7 +134,7 @@ static void pack_a_bf16(const float *x, int64_t ldx, int rows, int64_t kc, float
 static void pack_b_bf16(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
                         float *dst)
 {
-    gemm_pack_b_bf16(NR, 1, w, dtype, ldw, n0, rows, k0, kc, dst);
+    gemm_pack_b_bf16(&wan_gemm_ukr_avx512bf16, w, dtype, ldw, n0, rows, k0, kc, dst);
 }
 
 const wan_gemm_ukr wan_gemm_ukr_avx512bf16 = {

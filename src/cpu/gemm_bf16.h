@@ -48,11 +48,13 @@ static inline void bf16_pairs(const void *src, wan_dtype dtype, int64_t kc, int6
         line[s] = 0;
 }
 
-/* wan_gemm_ukr.pack_b of both bf16 kernels: dst[s·nr + j] = pair s of W row n0 + j (zero rows past `rows`). */
-static inline void gemm_pack_b_bf16(int nr, int kalign, const void *w, wan_dtype dtype, int64_t ldw, int64_t n0,
+/* wan_gemm_ukr.pack_b of both bf16 kernel sets `u`: dst[s·nr + j] = pair s of W row n0 + j (zero rows past
+ * `rows`, zero slots up to wan_gemm_slots). */
+static inline void gemm_pack_b_bf16(const wan_gemm_ukr *u, const void *w, wan_dtype dtype, int64_t ldw, int64_t n0,
                                     int rows, int64_t k0, int64_t kc, float *dst)
 {
-    const int64_t slots = ((kc + 1) / 2 + kalign - 1) / kalign * kalign;
+    const int nr = u->nr;
+    const int64_t slots = wan_gemm_slots(u, kc);
     uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
     const size_t es = wan_dtype_size(dtype);
     for (int j = 0; j < nr; j++) {
