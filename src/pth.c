@@ -422,13 +422,15 @@ static wan_status pop_mark(unpickler *u, size_t *from)
     return WAN_OK;
 }
 
-static wan_status add_items(unpickler *u, pv *c, pv *const *items, size_t n)
+/* Appends the stack items from index `from` to the top to c (the stack may still be unallocated when empty). */
+static wan_status add_items(unpickler *u, pv *c, size_t from)
 {
+    size_t n = u->sp - from;
     if (n == 0)
         return WAN_OK;
     if (!grow((void **)&c->items, &c->cap, c->len + n, sizeof *c->items))
         return nomem(u);
-    memcpy(c->items + c->len, items, n * sizeof *items);
+    memcpy(c->items + c->len, u->stack + from, n * sizeof *c->items);
     c->len += n;
     return WAN_OK;
 }
@@ -442,7 +444,7 @@ static wan_status collect(unpickler *u, pv_kind kind, size_t from)
     size_t n = u->sp - from;
     if (kind == PV_DICT && n % 2)
         return perr(u, WAN_ERR_FORMAT, "odd number of items (%zu) for a dict", n);
-    wan_status rc = add_items(u, c, u->stack + from, n);
+    wan_status rc = add_items(u, c, from);
     if (rc != WAN_OK)
         return rc;
     u->sp = from;
@@ -723,7 +725,7 @@ static wan_status op_append(unpickler *u, pv_kind want, size_t nitems, bool to_m
         return perr(u, WAN_ERR_UNSUPPORTED, "adding items to a %s is not allowed", k_kind_names[c->kind]);
     if (want == PV_DICT && (u->sp - from) % 2)
         return perr(u, WAN_ERR_FORMAT, "odd number of items (%zu) for SETITEMS", u->sp - from);
-    rc = add_items(u, c, u->stack + from, u->sp - from);
+    rc = add_items(u, c, from);
     u->sp = from;
     return rc;
 }
