@@ -78,7 +78,14 @@ typedef struct wan_tensor {
     int64_t nb[WAN_MAX_DIMS];
     void *data;
     const char *name; /* borrowed, may be NULL */
+    /* q8_0 weights only (dtype I8, 2-D [N, K], K a multiple of WAN_Q8_BLOCK): the F16 scale of each block of
+     * WAN_Q8_BLOCK consecutive values of a row, [N, K / WAN_Q8_BLOCK] row-major, so that value k of row n is
+     * data[n][k] · f32(qscale[n][k / WAN_Q8_BLOCK]). NULL for every other tensor. Borrowed. */
+    const uint16_t *qscale;
 } wan_tensor;
+
+/* Values per scale of q8_0 weights (docs/MODEL.md "Quantised weights"). */
+#define WAN_Q8_BLOCK 32
 
 /* Number of elements. */
 int64_t wan_tensor_numel(const wan_tensor *t);

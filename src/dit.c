@@ -44,7 +44,7 @@ static wan_status bind_lin(binder *bd, const char *prefix, int64_t N, int64_t K,
 {
     char name[256];
     snprintf(name, sizeof name, "%s.weight", prefix);
-    wan_status rc = wan_st_set_get(bd->w, name, 2, (int64_t[]){ N, K }, &out->w, bd->err);
+    wan_status rc = wan_st_set_get_weight(bd->w, name, N, K, &out->w, bd->err);
     if (rc != WAN_OK)
         return rc;
     snprintf(name, sizeof name, "%s.bias", prefix);

@@ -4,6 +4,7 @@
 #include "lora.h"
 #include "cpu/gemm.h"
 #include "model_dir.h"
+#include "quant.h"
 #include "safetensors.h"
 
 #include <cblas.h>
@@ -709,7 +710,8 @@ static wan_status alloc_pass(wan_lora_request *q, wan_dit_param *P, int nP, lin_
             lp[i].merge = true;
             if (!(lp[i].wf = bind_alloc(q, sizeof(float) * (size_t)(N * K), err)))
                 return wan_err_wrap(err, "merging into '%s' [%lld, %lld]", P[i].name, (long long)N, (long long)K);
-            wan_cpu_to_f32(w->data, w->dtype, lp[i].wf, N * K);
+            for (int64_t n = 0; n < N; n++)
+                wan_cpu_weight_row_to_f32(w, K, n, 0, K, lp[i].wf + n * K);
             continue;
         }
         wan_lora_lin *lt = bind_alloc(q, sizeof *lt, err);
@@ -794,6 +796,17 @@ static wan_status rebind_pass(wan_lora_request *q, wan_dit_param *P, int nP, lin
         const int64_t N = lin->w.ne[0], K = lin->w.ne[1];
         wan_dtype dt = q->mode == WAN_LORA_MERGE ? lin->w.dtype : WAN_DTYPE_F32;
         void *data = lp[i].wf;
+        if (lin->w.qscale && dt == WAN_DTYPE_I8) { /* q8_0: quantised again, row by row */
+            int8_t *qv = bind_alloc(q, (size_t)(N * K), err);
+            uint16_t *qs = qv ? bind_alloc(q, sizeof(uint16_t) * (size_t)(N * K / WAN_Q8_BLOCK), err) : NULL;
+            if (!qs)
+                return wan_err_wrap(err, "merging into '%s'", P[i].name);
+            for (int64_t n = 0; n < N; n++)
+                wan_q8_quantize_row(lp[i].wf + n * K, K, qv + n * K, qs + n * (K / WAN_Q8_BLOCK));
+            lin->w = wan_tensor_view(WAN_DTYPE_I8, 2, (int64_t[]){ N, K }, qv);
+            lin->w.qscale = qs;
+            continue;
+        }
         if (dt != WAN_DTYPE_F32) {
             uint16_t *h = bind_alloc(q, sizeof(uint16_t) * (size_t)(N * K), err);
             if (!h)

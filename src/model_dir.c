@@ -566,7 +566,8 @@ wan_status wan_transformer_check_weights(const wan_st_set *w, const wan_transfor
     wan_tensor t;
     wan_status rc;
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
-        if ((rc = wan_st_set_get(w, top[i].name, top[i].nd, top[i].s, &t, err)) != WAN_OK)
+        if ((rc = top[i].nd == 2 ? wan_st_set_get_weight(w, top[i].name, top[i].s[0], top[i].s[1], &t, err)
+                                 : wan_st_set_get(w, top[i].name, top[i].nd, top[i].s, &t, err)) != WAN_OK)
             return rc;
     struct { const char *suffix; int nd; int64_t s[3]; } blk[] = {
         { "scale_shift_table", 3, { 1, 6, D } },
@@ -590,7 +591,8 @@ wan_status wan_transformer_check_weights(const wan_st_set *w, const wan_transfor
                 continue;
             char name[128];
             snprintf(name, sizeof name, "blocks.%d.%s", b, blk[i].suffix);
-            if ((rc = wan_st_set_get(w, name, blk[i].nd, blk[i].s, &t, err)) != WAN_OK)
+            if ((rc = blk[i].nd == 2 ? wan_st_set_get_weight(w, name, blk[i].s[0], blk[i].s[1], &t, err)
+                                     : wan_st_set_get(w, name, blk[i].nd, blk[i].s, &t, err)) != WAN_OK)
                 return rc;
         }
     }

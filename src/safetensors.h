@@ -93,6 +93,12 @@ const wan_st_entry *wan_st_set_find(const wan_st_set *s, const char *name);
 wan_status wan_st_set_get(const wan_st_set *s, const char *name, int ndim, const int64_t *shape,
                           wan_tensor *out, wan_error *err);
 
+/* Looks up the 2-D weight `name` of a linear layer, [N, K]: F32/F16/BF16 as wan_st_set_get, or q8_0: `name`
+ * of dtype I8 with `<name>_scale` of dtype F16, [N, K / WAN_Q8_BLOCK] (K a multiple of WAN_Q8_BLOCK), given as an
+ * I8 view with out->qscale set. Errors as wan_st_set_get's, and for a missing or misshapen scale tensor. */
+wan_status wan_st_set_get_weight(const wan_st_set *s, const char *name, int64_t N, int64_t K, wan_tensor *out,
+                                 wan_error *err);
+
 /* Tells the kernel the mapped pages of every file may be dropped (madvise MADV_DONTNEED): the
  * memory a component used is given back while its mapping stays valid (pages are read from the file
  * again if touched). */

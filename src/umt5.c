@@ -135,6 +135,15 @@ static wan_status get_block_tensor(const wan_st_set *w, int layer, const char *s
     return wan_st_set_get(w, name, ndim, (int64_t[]){ d0, d1 }, t, err);
 }
 
+/* The [d0, d1] weight of a linear layer of a block (F32/F16/BF16 or q8_0). */
+static wan_status get_block_linear(const wan_st_set *w, int layer, const char *suffix, int64_t d0, int64_t d1,
+                                   wan_tensor *t, wan_error *err)
+{
+    char name[160];
+    snprintf(name, sizeof name, "encoder.block.%d.%s", layer, suffix);
+    return wan_st_set_get_weight(w, name, d0, d1, t, err);
+}
+
 /* Looks up and shape-checks every tensor. net->blk is allocated here (free with wan_free). */
 static wan_status bind_weights(const wan_st_set *w, const wan_text_encoder_config *c, umt5_net *net,
                                wan_error *err)
@@ -160,24 +169,24 @@ static wan_status bind_weights(const wan_st_set *w, const wan_text_encoder_confi
         char n[96];
         rc = get_block_tensor(w, l, "layer.0.layer_norm.weight", 1, d, 0, &b->norm1, err);
         if (rc == WAN_OK)
-            rc = get_block_tensor(w, l, (snprintf(n, sizeof n, "%sq.weight", p), n), 2, in, d, &b->q, err);
+            rc = get_block_linear(w, l, (snprintf(n, sizeof n, "%sq.weight", p), n), in, d, &b->q, err);
         if (rc == WAN_OK)
-            rc = get_block_tensor(w, l, (snprintf(n, sizeof n, "%sk.weight", p), n), 2, in, d, &b->k, err);
+            rc = get_block_linear(w, l, (snprintf(n, sizeof n, "%sk.weight", p), n), in, d, &b->k, err);
         if (rc == WAN_OK)
-            rc = get_block_tensor(w, l, (snprintf(n, sizeof n, "%sv.weight", p), n), 2, in, d, &b->v, err);
+            rc = get_block_linear(w, l, (snprintf(n, sizeof n, "%sv.weight", p), n), in, d, &b->v, err);
         if (rc == WAN_OK)
-            rc = get_block_tensor(w, l, (snprintf(n, sizeof n, "%so.weight", p), n), 2, d, in, &b->o, err);
+            rc = get_block_linear(w, l, (snprintf(n, sizeof n, "%so.weight", p), n), d, in, &b->o, err);
         if (rc == WAN_OK)
             rc = get_block_tensor(w, l, (snprintf(n, sizeof n, "%srelative_attention_bias.weight", p), n), 2,
                                   c->relative_attention_num_buckets, c->num_heads, &b->bias, err);
         if (rc == WAN_OK)
             rc = get_block_tensor(w, l, "layer.1.layer_norm.weight", 1, d, 0, &b->norm2, err);
         if (rc == WAN_OK)
-            rc = get_block_tensor(w, l, "layer.1.DenseReluDense.wi_0.weight", 2, ff, d, &b->wi0, err);
+            rc = get_block_linear(w, l, "layer.1.DenseReluDense.wi_0.weight", ff, d, &b->wi0, err);
         if (rc == WAN_OK)
-            rc = get_block_tensor(w, l, "layer.1.DenseReluDense.wi_1.weight", 2, ff, d, &b->wi1, err);
+            rc = get_block_linear(w, l, "layer.1.DenseReluDense.wi_1.weight", ff, d, &b->wi1, err);
         if (rc == WAN_OK)
-            rc = get_block_tensor(w, l, "layer.1.DenseReluDense.wo.weight", 2, d, ff, &b->wo, err);
+            rc = get_block_linear(w, l, "layer.1.DenseReluDense.wo.weight", d, ff, &b->wo, err);
     }
     if (rc != WAN_OK) {
         wan_free(net->blk);

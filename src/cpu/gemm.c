@@ -2,6 +2,7 @@
  * OpenBLAS sgemm (weights in place, or BF16/F16 through a tiled conversion) for comparison. */
 #include "cpu/gemm.h"
 #include "cpu/cpu.h"
+#include "quant.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -74,6 +75,15 @@ void wan_cpu_to_f32(const void *src, wan_dtype dtype, float *dst, int64_t n)
     }
 }
 
+void wan_cpu_weight_row_to_f32(const wan_tensor *w, int64_t ldw, int64_t row, int64_t k0, int64_t n, float *dst)
+{
+    if (w->qscale)
+        wan_q8_row_to_f32(w, row, k0, n, dst);
+    else
+        wan_cpu_to_f32((const uint8_t *)w->data + (size_t)(row * ldw + k0) * wan_dtype_size(w->dtype), w->dtype, dst,
+                       n);
+}
+
 /* ---- packed GEMM ------------------------------------------------------------------------------ */
 
 #define GEN_MR 4
@@ -99,26 +109,23 @@ static void pack_a_generic(const float *x, int64_t ldx, int rows, int64_t kc, fl
             dst[p * GEN_MR + i] = i < rows ? x[i * ldx + p] : 0.0f;
 }
 
-static void pack_b_generic(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0,
-                           int64_t kc, float *dst)
+static void pack_b_generic(const wan_tensor *w, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc, float *dst)
 {
     float line[WAN_GEMM_KC];
-    const size_t es = wan_dtype_size(dtype);
     for (int j = 0; j < GEN_NR; j++) {
         if (j < rows)
-            wan_cpu_to_f32((const uint8_t *)w + (size_t)((n0 + j) * ldw + k0) * es, dtype, line, kc);
+            wan_cpu_weight_row_to_f32(w, ldw, n0 + j, k0, kc, line);
         for (int64_t p = 0; p < kc; p++)
             dst[p * GEN_NR + j] = j < rows ? line[p] : 0.0f;
     }
 }
 
-static float dot_generic(const float *x, const void *w, wan_dtype dtype, int64_t K)
+static float dot_generic(const float *x, const wan_tensor *w, int64_t row, int64_t K)
 {
     float line[256], s = 0.0f;
-    const size_t es = wan_dtype_size(dtype);
     for (int64_t k0 = 0; k0 < K; k0 += 256) {
         const int64_t n = K - k0 < 256 ? K - k0 : 256;
-        wan_cpu_to_f32((const uint8_t *)w + (size_t)k0 * es, dtype, line, n);
+        wan_cpu_weight_row_to_f32(w, K, row, k0, n, line);
         for (int64_t k = 0; k < n; k++)
             s += x[k0 + k] * line[k];
     }
@@ -164,8 +171,7 @@ static void share(const wan_gemm_ukr *u, const float *x, int64_t ldx, int64_t r0
         for (int64_t pc = 0; pc < K; pc += depth) {
             const int64_t kc = min64(depth, K - pc), ks = wan_gemm_slots(u, kc);
             for (int64_t q = 0; q < qn; q++)
-                u->pack_b(w->data, w->dtype, K, (qc + q) * nr, (int)min64(nr, N - (qc + q) * nr), pc, kc,
-                          pb + q * nr * ks);
+                u->pack_b(w, K, (qc + q) * nr, (int)min64(nr, N - (qc + q) * nr), pc, kc, pb + q * nr * ks);
             for (int64_t ic = r0; ic < r1; ic += WAN_GEMM_MC) {
                 const int64_t ie = min64(ic + WAN_GEMM_MC, r1);
                 for (int64_t i = ic; i < ie; i += mr) /* the rows in the micro-kernel's order, one stream in L1 */
@@ -210,12 +216,10 @@ void wan_gemm_rows(const wan_gemm_ukr *u, const float *x, int64_t M, int64_t ldx
                    const float *b, float *y, int64_t ldy, int n_threads)
 {
     const int64_t N = w->ne[0], K = row_len(w);
-    const size_t rb = (size_t)K * wan_dtype_size(w->dtype);
 #pragma omp parallel for num_threads(n_threads < 1 ? 1 : n_threads) schedule(static)
     for (int64_t n = 0; n < N; n++)
         for (int64_t m = 0; m < M; m++)
-            y[m * ldy + n] = u->dot(x + m * ldx, (const uint8_t *)w->data + (size_t)n * rb, w->dtype, K) +
-                             (b ? b[n] : 0.0f);
+            y[m * ldy + n] = u->dot(x + m * ldx, w, n, K) + (b ? b[n] : 0.0f);
 }
 
 /* Products below this many multiply-adds run on the calling thread alone. */
@@ -246,7 +250,6 @@ static void linear_blas(const float *x, int64_t M, int64_t ldx, const wan_tensor
     const int64_t N = w->ne[0], K = row_len(w);
     const int in_place = f32_in_place(w);
     const int64_t rows = in_place ? N : tile_scratch(w) / K;
-    const size_t esz = wan_dtype_size(w->dtype);
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
 #pragma omp parallel num_threads(n_threads)
@@ -256,10 +259,9 @@ static void linear_blas(const float *x, int64_t M, int64_t ldx, const wan_tensor
             const int64_t nt = N - n0 < rows ? N - n0 : rows;
             const float *tile = (const float *)w->data + n0 * K;
             if (!in_place) {
-                const uint8_t *src = (const uint8_t *)w->data + (size_t)(n0 * K) * esz;
 #pragma omp for schedule(static)
                 for (int64_t r = 0; r < nt; r++)
-                    wan_cpu_to_f32(src + (size_t)(r * K) * esz, w->dtype, scratch + r * K, K);
+                    wan_cpu_weight_row_to_f32(w, K, n0 + r, 0, K, scratch + r * K);
                 tile = scratch;
             }
             /* split over x rows when there are plenty (each sgemm repacks its whole x share once per

@@ -98,10 +98,9 @@ static void pack_a_amx(const float *x, int64_t ldx, int rows, int64_t kc, float 
     }
 }
 
-static void pack_b_amx(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
-                       float *dst)
+static void pack_b_amx(const wan_tensor *w, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc, float *dst)
 {
-    gemm_pack_b_bf16(&wan_gemm_ukr_amx, w, dtype, ldw, n0, rows, k0, kc, dst);
+    gemm_pack_b_bf16(&wan_gemm_ukr_amx, w, ldw, n0, rows, k0, kc, dst);
 }
 
 const wan_gemm_ukr wan_gemm_ukr_amx = {

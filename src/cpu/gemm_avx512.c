@@ -72,10 +72,9 @@ static void pack_a_simd(const float *x, int64_t ldx, int rows, int64_t kc, float
     gemm_pack_a_simd(MR, x, ldx, rows, kc, dst);
 }
 
-static void pack_b_avx512(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0,
-                          int64_t kc, float *dst)
+static void pack_b_avx512(const wan_tensor *w, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc, float *dst)
 {
-    gemm_pack_b_simd(NR, w, dtype, ldw, n0, rows, k0, kc, dst);
+    gemm_pack_b_simd(NR, w, ldw, n0, rows, k0, kc, dst);
 }
 
 const wan_gemm_ukr wan_gemm_ukr_avx512 = {
@@ -131,10 +130,9 @@ static void pack_a_bf16(const float *x, int64_t ldx, int rows, int64_t kc, float
     }
 }
 
-static void pack_b_bf16(const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc,
-                        float *dst)
+static void pack_b_bf16(const wan_tensor *w, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc, float *dst)
 {
-    gemm_pack_b_bf16(&wan_gemm_ukr_avx512bf16, w, dtype, ldw, n0, rows, k0, kc, dst);
+    gemm_pack_b_bf16(&wan_gemm_ukr_avx512bf16, w, ldw, n0, rows, k0, kc, dst);
 }
 
 const wan_gemm_ukr wan_gemm_ukr_avx512bf16 = {

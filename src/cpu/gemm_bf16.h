@@ -50,15 +50,21 @@ static inline void bf16_pairs(const void *src, wan_dtype dtype, int64_t kc, int6
 
 /* wan_gemm_ukr.pack_b of both bf16 kernel sets `u`: dst[s·nr + j] = pair s of W row n0 + j (zero rows past
  * `rows`, zero slots up to wan_gemm_slots). */
-static inline void gemm_pack_b_bf16(const wan_gemm_ukr *u, const void *w, wan_dtype dtype, int64_t ldw, int64_t n0,
-                                    int rows, int64_t k0, int64_t kc, float *dst)
+static inline void gemm_pack_b_bf16(const wan_gemm_ukr *u, const wan_tensor *w, int64_t ldw, int64_t n0, int rows,
+                                    int64_t k0, int64_t kc, float *dst)
 {
     const int nr = u->nr;
     const int64_t slots = wan_gemm_slots(u, kc);
     uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
-    const size_t es = wan_dtype_size(dtype);
+    const size_t es = wan_dtype_size(w->dtype);
+    float q8[2 * WAN_GEMM_KC]; /* a q8_0 row segment as f32 first */
     for (int j = 0; j < nr; j++) {
-        bf16_pairs(j < rows ? (const uint8_t *)w + (size_t)((n0 + j) * ldw + k0) * es : NULL, dtype, kc, slots, line);
+        const void *src = NULL;
+        if (j < rows && w->qscale)
+            wan_q8_row_to_f32(w, n0 + j, k0, kc, q8), src = q8;
+        else if (j < rows)
+            src = (const uint8_t *)w->data + (size_t)((n0 + j) * ldw + k0) * es;
+        bf16_pairs(src, w->qscale ? WAN_DTYPE_F32 : w->dtype, kc, slots, line);
         for (int64_t s = 0; s < slots; s++)
             d[s * nr + j] = line[s];
     }

@@ -5,11 +5,10 @@
 #define WAN_CPU_GEMM_SIMD_H
 
 #include "cpu/gemm.h"
+#include "quant.h"
 
 #include <immintrin.h>
 #include <string.h>
-
-
 
 /* Eight consecutive F32/BF16/F16 values at element k of w (any alignment), as f32. */
 static inline __m256 load8(const void *w, wan_dtype dtype, int64_t k)
@@ -20,6 +19,14 @@ static inline __m256 load8(const void *w, wan_dtype dtype, int64_t k)
     if (dtype == WAN_DTYPE_F16)
         return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* Eight consecutive int8 values at element k of q (any alignment), times s, as f32. */
+static inline __m256 load8_q8(const int8_t *q, int64_t k, __m256 s)
+{
+    __m128i v;
+    memcpy(&v, q + k, 8);
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), s);
 }
 
 /* 8 x 8 transpose of r[0..7]: dst[p·ldd + i] = r[i][p], stored from p = 0 up (so that with ldd < 8 each line's tail
@@ -47,11 +54,25 @@ static inline void transpose8_store(const __m256 r[8], float *dst, int64_t ldd)
 /* wan_gemm_ukr.pack_b for panels of nr (a multiple of 8, at most 32) rows. Full panels with kc a multiple of 8 are
  * converted and transposed 8 x 8 straight from the matrix; edge panels go through a [nr][kc] f32 buffer (zero rows
  * past `rows`). */
-static inline void gemm_pack_b_simd(int nr, const void *w, wan_dtype dtype, int64_t ldw, int64_t n0, int rows,
-                                    int64_t k0, int64_t kc, float *dst)
+static inline void gemm_pack_b_simd(int nr, const wan_tensor *w, int64_t ldw, int64_t n0, int rows, int64_t k0,
+                                    int64_t kc, float *dst)
 {
+    const wan_dtype dtype = w->dtype;
+    if (rows == nr && kc % 8 == 0 && w->qscale) { /* q8_0: k0 and every 8-value group lie inside one scale block */
+        const int8_t *src = (const int8_t *)w->data + n0 * ldw + k0;
+        const int64_t nb = ldw / WAN_Q8_BLOCK;
+        for (int j = 0; j < nr; j += 8)
+            for (int64_t p = 0; p < kc; p += 8) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++)
+                    r[i] = load8_q8(src, (j + i) * ldw + p,
+                                    _mm256_set1_ps(wan_q8_scale(w->qscale, (n0 + j + i) * nb + (k0 + p) / WAN_Q8_BLOCK)));
+                transpose8_store(r, dst + p * nr + j, nr);
+            }
+        return;
+    }
     if (rows == nr && kc % 8 == 0) {
-        const uint8_t *src = (const uint8_t *)w + (size_t)(n0 * ldw + k0) * wan_dtype_size(dtype);
+        const uint8_t *src = (const uint8_t *)w->data + (size_t)(n0 * ldw + k0) * wan_dtype_size(dtype);
         for (int j = 0; j < nr; j += 8) /* 8 rows at a time: 8 sequential streams for the prefetcher */
             for (int64_t p = 0; p < kc; p += 8) {
                 __m256 r[8];
@@ -62,10 +83,9 @@ static inline void gemm_pack_b_simd(int nr, const void *w, wan_dtype dtype, int6
         return;
     }
     _Alignas(32) float t[32 * WAN_GEMM_KC];
-    const size_t es = wan_dtype_size(dtype);
     for (int j = 0; j < nr; j++) {
         if (j < rows)
-            wan_cpu_to_f32((const uint8_t *)w + (size_t)((n0 + j) * ldw + k0) * es, dtype, t + j * kc, kc);
+            wan_cpu_weight_row_to_f32(w, ldw, n0 + j, k0, kc, t + j * kc);
         else
             memset(t + j * kc, 0, (size_t)kc * sizeof(float));
     }
@@ -98,10 +118,21 @@ static inline float hsum(__m256 v)
     return _mm_cvtss_f32(q);
 }
 
-static inline float gemm_dot_simd(const float *x, const void *w, wan_dtype dtype, int64_t K)
+static inline float gemm_dot_simd(const float *x, const wan_tensor *wt, int64_t row, int64_t K)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
     int64_t k = 0;
+    if (wt->qscale) { /* q8_0: K is whole blocks of 32 */
+        const int8_t *q = (const int8_t *)wt->data + row * K;
+        for (; k < K; k += 16) {
+            const __m256 sc = _mm256_set1_ps(wan_q8_scale(wt->qscale, (row * K + k) / WAN_Q8_BLOCK));
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8_q8(q, k, sc), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), load8_q8(q, k + 8, sc), s1);
+        }
+        return hsum(_mm256_add_ps(s0, s1));
+    }
+    const wan_dtype dtype = wt->dtype;
+    const uint8_t *w = (const uint8_t *)wt->data + (size_t)(row * K) * wan_dtype_size(dtype);
     for (; k + 16 <= K; k += 16) {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(w, dtype, k), s0);
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), load8(w, dtype, k + 8), s1);
@@ -109,7 +140,7 @@ static inline float gemm_dot_simd(const float *x, const void *w, wan_dtype dtype
     float s = hsum(_mm256_add_ps(s0, s1));
     if (k < K) {
         float t[16];
-        wan_cpu_to_f32((const uint8_t *)w + (size_t)k * wan_dtype_size(dtype), dtype, t, K - k);
+        wan_cpu_to_f32(w + (size_t)k * wan_dtype_size(dtype), dtype, t, K - k);
         for (int64_t i = k; i < K; i++)
             s += x[i] * t[i - k];
     }

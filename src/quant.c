@@ -1,0 +1,34 @@
+/* quant.c — q8_0 quantisation and conversion to f32 (see quant.h). */
+#include "quant.h"
+
+#include <math.h>
+
+void wan_q8_quantize_row(const float *x, int64_t K, int8_t *q, uint16_t *scale)
+{
+    for (int64_t b = 0; b < K / WAN_Q8_BLOCK; b++) {
+        const float *xb = x + b * WAN_Q8_BLOCK;
+        float amax = 0.0f;
+        for (int i = 0; i < WAN_Q8_BLOCK; i++)
+            amax = fmaxf(amax, fabsf(xb[i]));
+        const uint16_t h = wan_f32_to_f16(amax / 127.0f);
+        const float s = wan_f16_to_f32(h);
+        scale[b] = h;
+        for (int i = 0; i < WAN_Q8_BLOCK; i++) {
+            float v = s > 0.0f ? nearbyintf(xb[i] / s) : 0.0f;
+            v = v != v ? 0.0f : fminf(fmaxf(v, -127.0f), 127.0f);
+            q[b * WAN_Q8_BLOCK + i] = (int8_t)v;
+        }
+    }
+}
+
+void wan_q8_row_to_f32(const wan_tensor *w, int64_t row, int64_t k0, int64_t n, float *dst)
+{
+    const int64_t K = w->ne[1], nb = K / WAN_Q8_BLOCK;
+    const int8_t *q = (const int8_t *)w->data + row * K;
+    for (int64_t k = k0; k < k0 + n;) {
+        const int64_t b = k / WAN_Q8_BLOCK, end = (b + 1) * WAN_Q8_BLOCK < k0 + n ? (b + 1) * WAN_Q8_BLOCK : k0 + n;
+        const float s = wan_q8_scale(w->qscale, row * nb + b);
+        for (; k < end; k++)
+            dst[k - k0] = (float)q[k] * s;
+    }
+}
