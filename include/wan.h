@@ -935,15 +935,29 @@ typedef enum wan_convert_layout {
                                   models_t5_umt5-xxl-enc-bf16.safetensors, google/umt5-xxl/ tokenizer files  */
 } wan_convert_layout;
 
+/* Weight quantisation wan_model_convert can apply. */
+typedef enum wan_quant {
+    WAN_QUANT_NONE = 0,
+    WAN_QUANT_Q8_0 /* the linear weights of the transformer and umT5 blocks (about 99% of their parameters) as q8_0:
+                      "<name>" I8 [N, K] and "<name>_scale" F16 [N, K/32], one scale per 32 values of a row, value =
+                      q · scale (scale = max|w| / 127 of the block, q rounded to nearest). About 8.5 bits per weight
+                      (A14B: ~15 GB per expert instead of 28.6 in bf16). Rows whose length is not a multiple of 32
+                      are kept. A wan.c format: diffusers cannot load it; the CPU backend runs it, CUDA refuses it. */
+} wan_quant;
+
 typedef struct wan_convert_params {
     wan_convert_layout layout;
     int dtype;           /* < 0: keep every tensor's dtype; WAN_DTYPE_F32, F16 or BF16: convert every F32/F16/BF16
-                            tensor (round to nearest even, as torch's .to()); integer tensors are kept       */
+                            tensor (round to nearest even, as torch's .to()); integer tensors are kept. A q8_0 source
+                            (I8 weights with their scales) is written back as floats of this dtype unless quantize is
+                            set; with dtype < 0, or with quantize, it is copied as it is                        */
     int64_t shard_bytes; /* largest shard in bytes of tensor data (a bigger single tensor gets its own shard);
                             a component that fits in one shard is one file without an index              */
+    wan_quant quantize;  /* WAN_QUANT_Q8_0: quantise the float linear weights of the blocks (dtype then applies to the
+                            rest)                                                                        */
 } wan_convert_params;
 
-/* Defaults, by value: diffusers layout, dtypes kept, 5 GB (5·10^9 bytes) shards. */
+/* Defaults, by value: diffusers layout, dtypes kept, 5 GB (5·10^9 bytes) shards, no quantisation. */
 wan_convert_params wan_convert_default_params(void);
 
 /* Writes `model` to the folder `dst`, which must not exist. The output is built in a new folder

@@ -4,6 +4,7 @@
  * is fsync'ed, and the folder is renamed to DST only when complete. */
 #define _GNU_SOURCE
 #include "convert.h"
+#include "quant.h"
 
 #include "model_dir.h"
 #include "umt5.h"
@@ -34,10 +35,20 @@ typedef struct writer {
     wan_error *err;
 } writer;
 
+/* How an output tensor is made from its source. */
+typedef enum out_kind {
+    OUT_COPY = 0,  /* the source's values, in `dtype` */
+    OUT_Q8_VALUES, /* a float [N, K] source quantised to q8_0: the I8 values */
+    OUT_Q8_SCALES, /* ... and its F16 scales, [N, K / WAN_Q8_BLOCK] */
+    OUT_DEQUANT    /* a q8_0 source (values t, scales s) as floats of `dtype` */
+} out_kind;
+
 typedef struct out_tensor {
     char *name;             /* name in the output */
     const wan_st_tensor *t; /* source */
+    const wan_st_tensor *s; /* OUT_DEQUANT: the source's scales */
     wan_dtype dtype;        /* dtype in the output */
+    out_kind kind;
 } out_tensor;
 
 /* ---- files ------------------------------------------------------------------------------------ */
@@ -151,18 +162,69 @@ static void store_f(uint8_t *p, wan_dtype t, float f)
     p[0] = (uint8_t)h, p[1] = (uint8_t)(h >> 8);
 }
 
+/* Shape of the output tensor into sh; returns its rank. */
+static int out_shape(const out_tensor *o, int64_t *sh)
+{
+    for (int d = 0; d < o->t->ndim; d++)
+        sh[d] = o->t->shape[d];
+    if (o->kind == OUT_Q8_SCALES)
+        sh[1] /= WAN_Q8_BLOCK;
+    return o->t->ndim;
+}
+
 static int64_t out_bytes(const out_tensor *o)
 {
-    int64_t n = 1;
-    for (int d = 0; d < o->t->ndim; d++)
-        n *= o->t->shape[d];
+    int64_t n = 1, sh[WAN_ST_MAX_DIMS];
+    for (int d = 0, nd = out_shape(o, sh); d < nd; d++)
+        n *= sh[d];
     return n * (int64_t)wan_dtype_size(o->dtype);
+}
+
+/* Writes a q8_0 output (values or scales of a float source, or a q8_0 source as floats) row by row. */
+static wan_status write_q8(writer *w, FILE *f, const out_tensor *o, const char *path)
+{
+    const int64_t N = o->t->shape[0], K = o->t->shape[1], nb = K / WAN_Q8_BLOCK;
+    const size_t ses = wan_dtype_size(o->t->dtype), des = wan_dtype_size(o->dtype);
+    float *x = wan_malloc(sizeof(float) * (size_t)K);
+    uint8_t *buf = wan_malloc((size_t)K * 4);
+    int8_t *q = wan_malloc((size_t)K);
+    uint16_t *sc = wan_malloc(sizeof(uint16_t) * (size_t)(nb ? nb : 1));
+    wan_status rc = x && buf && q && sc ? WAN_OK : wan_err(w->err, WAN_ERR_NOMEM, "%s: out of memory", path);
+    wan_tensor src = wan_tensor_view(WAN_DTYPE_I8, 2, (int64_t[]){ N, K }, (void *)o->t->data);
+    src.qscale = o->s ? (const uint16_t *)o->s->data : NULL;
+    for (int64_t r = 0; rc == WAN_OK && r < N; r++) {
+        const void *out;
+        size_t bytes;
+        if (o->kind == OUT_DEQUANT) {
+            wan_q8_row_to_f32(&src, r, 0, K, x);
+            for (int64_t k = 0; k < K; k++)
+                store_f(buf + k * des, o->dtype, x[k]);
+            out = buf, bytes = (size_t)K * des;
+        } else {
+            for (int64_t k = 0; k < K; k++)
+                x[k] = load_f(o->t->data + (size_t)(r * K + k) * ses, o->t->dtype);
+            wan_q8_quantize_row(x, K, q, sc);
+            for (int64_t b = 0; b < nb; b++) /* little-endian F16 in the file */
+                buf[2 * b] = (uint8_t)sc[b], buf[2 * b + 1] = (uint8_t)(sc[b] >> 8);
+            out = o->kind == OUT_Q8_VALUES ? (const void *)q : (const void *)buf;
+            bytes = o->kind == OUT_Q8_VALUES ? (size_t)K : (size_t)nb * 2;
+        }
+        if (fwrite(out, 1, bytes, f) != bytes)
+            rc = wan_err(w->err, WAN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    }
+    wan_free(x);
+    wan_free(buf);
+    wan_free(q);
+    wan_free(sc);
+    return rc;
 }
 
 /* Writes the tensor's bytes, converted to o->dtype (round to nearest even, as torch's .to()). */
 static wan_status write_data(writer *w, FILE *f, const out_tensor *o, const char *path)
 {
     size_t n = o->t->end - o->t->begin;
+    if (o->kind != OUT_COPY)
+        return write_q8(w, f, o, path);
     if (o->dtype == o->t->dtype)
         return fwrite(o->t->data, 1, n, f) == n ? WAN_OK
                                                  : wan_err(w->err, WAN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
@@ -189,8 +251,9 @@ static wan_status write_safetensors(writer *w, const char *path, const out_tenso
         cJSON *e = cJSON_AddObjectToObject(h, v[i].name);
         cJSON_AddStringToObject(e, "dtype", wan_dtype_name(v[i].dtype));
         cJSON *sh = cJSON_AddArrayToObject(e, "shape"), *of = cJSON_AddArrayToObject(e, "data_offsets");
-        for (int d = 0; d < v[i].t->ndim; d++)
-            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)v[i].t->shape[d]));
+        int64_t shape[WAN_ST_MAX_DIMS];
+        for (int d = 0, nd = out_shape(&v[i], shape); d < nd; d++)
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)shape[d]));
         int64_t b = out_bytes(&v[i]);
         cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
         cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + b)));
@@ -287,29 +350,114 @@ static void free_out(out_tensor *v, int n)
     wan_free(v);
 }
 
+/* Whether `name` of component c is the weight of a linear layer that --quantize q8_0 stores as q8_0: the attention
+ * and feed-forward projections of the transformer blocks and of the umT5 encoder blocks (99% of their parameters;
+ * embeddings, norms, the patch embedding and the head stay as they are). */
+static bool quant_target(wan_component c, const char *name)
+{
+    int b, off = 0;
+    if (c == WAN_COMPONENT_TRANSFORMER || c == WAN_COMPONENT_TRANSFORMER_2) {
+        static const char *const lin[] = { "attn1.to_q.weight", "attn1.to_k.weight", "attn1.to_v.weight",
+                                           "attn1.to_out.0.weight", "attn2.to_q.weight", "attn2.to_k.weight",
+                                           "attn2.to_v.weight", "attn2.to_out.0.weight", "ffn.net.0.proj.weight",
+                                           "ffn.net.2.weight" };
+        if (sscanf(name, "blocks.%d.%n", &b, &off) == 1 && off > 0)
+            for (size_t i = 0; i < sizeof lin / sizeof *lin; i++)
+                if (!strcmp(name + off, lin[i]))
+                    return true;
+    } else if (c == WAN_COMPONENT_TEXT_ENCODER) {
+        static const char *const lin[] = { "layer.0.SelfAttention.q.weight", "layer.0.SelfAttention.k.weight",
+                                           "layer.0.SelfAttention.v.weight", "layer.0.SelfAttention.o.weight",
+                                           "layer.1.DenseReluDense.wi_0.weight", "layer.1.DenseReluDense.wi_1.weight",
+                                           "layer.1.DenseReluDense.wo.weight" };
+        if (sscanf(name, "encoder.block.%d.%n", &b, &off) == 1 && off > 0)
+            for (size_t i = 0; i < sizeof lin / sizeof *lin; i++)
+                if (!strcmp(name + off, lin[i]))
+                    return true;
+    }
+    return false;
+}
+
+/* The F16 scales of entry e when e is a q8_0 weight (I8 [N, K] with "<name>_scale" [N, K / WAN_Q8_BLOCK]). */
+static const wan_st_tensor *q8_scales(const wan_st_set *s, const wan_st_entry *e)
+{
+    char name[512];
+    if (e->t->dtype != WAN_DTYPE_I8 || e->t->ndim != 2 || e->t->shape[1] % WAN_Q8_BLOCK ||
+        snprintf(name, sizeof name, "%s_scale", e->name) >= (int)sizeof name)
+        return NULL;
+    const wan_st_entry *se = wan_st_set_find(s, name);
+    return se && se->t->dtype == WAN_DTYPE_F16 && se->t->ndim == 2 && se->t->shape[0] == e->t->shape[0] &&
+                   se->t->shape[1] == e->t->shape[1] / WAN_Q8_BLOCK
+               ? se->t
+               : NULL;
+}
+
+/* Whether entry e is the scales of a q8_0 weight of s. */
+static bool is_q8_scales(const wan_st_set *s, const wan_st_entry *e)
+{
+    const size_t n = strlen(e->name), sl = strlen("_scale");
+    char base[512];
+    if (n <= sl || n - sl >= sizeof base || strcmp(e->name + n - sl, "_scale"))
+        return false;
+    memcpy(base, e->name, n - sl);
+    base[n - sl] = 0;
+    const wan_st_entry *we = wan_st_set_find(s, base);
+    return we && q8_scales(s, we) == e->t;
+}
+
+/* Appends output tensor `name` (renamed by fn when given, then `suffix`) to v[*n]. */
+static wan_status add_out(writer *w, out_tensor *v, int *n, const char *name, const char *suffix, wan_st_rename_fn fn,
+                          void *user, out_tensor o)
+{
+    char buf[512];
+    o.name = wan_asprintf("%s%s", fn && fn(name, buf, sizeof buf, user) ? buf : name, suffix);
+    if (!o.name)
+        return wan_err(w->err, WAN_ERR_NOMEM, "out of memory");
+    v[(*n)++] = o;
+    return WAN_OK;
+}
+
 /* The tensors of a component under their output names (renamed by fn when given), sorted; the tied
- * alias encoder.embed_tokens.weight is dropped when shared.weight is there (save_pretrained does too). */
+ * alias encoder.embed_tokens.weight is dropped when shared.weight is there (save_pretrained does too).
+ * --quantize q8_0 turns each float linear weight quant_target names into two tensors; a q8_0 source is kept as it
+ * is, or written as floats when only a float dtype is asked for. */
 static wan_status gather(writer *w, wan_component c, wan_st_rename_fn fn, void *user, out_tensor **out, int *nout)
 {
     const wan_st_set *s = wan_model_weights(w->m, c);
-    out_tensor *v = wan_calloc((size_t)(s->n ? s->n : 1), sizeof *v);
+    out_tensor *v = wan_calloc((size_t)(2 * s->n + 1), sizeof *v);
     if (!v)
         return wan_err(w->err, WAN_ERR_NOMEM, "out of memory");
     int n = 0;
     bool shared = wan_st_set_find(s, "shared.weight") != NULL;
-    for (int i = 0; i < s->n; i++) {
+    const bool dequant = w->p.dtype >= 0 && w->p.quantize == WAN_QUANT_NONE;
+    wan_status rc = WAN_OK;
+    for (int i = 0; rc == WAN_OK && i < s->n; i++) {
         const wan_st_entry *e = &s->entries[i];
+        const wan_st_tensor *t = e->t, *sc = q8_scales(s, e);
         if (shared && !strcmp(e->name, "encoder.embed_tokens.weight"))
             continue;
-        char buf[512];
-        v[n].name = wan_strdup(fn && fn(e->name, buf, sizeof buf, user) ? buf : e->name);
-        if (!v[n].name) {
-            free_out(v, n);
-            return wan_err(w->err, WAN_ERR_NOMEM, "out of memory");
+        if (is_q8_scales(s, e)) {
+            if (!dequant) /* bit for bit: F16 whatever --dtype says */
+                rc = add_out(w, v, &n, e->name, "", fn, user, (out_tensor){ .t = t, .dtype = t->dtype });
+        } else if (sc && dequant) {
+            rc = add_out(w, v, &n, e->name, "", fn, user,
+                         (out_tensor){ .t = t, .s = sc, .dtype = (wan_dtype)w->p.dtype, .kind = OUT_DEQUANT });
+        } else if (w->p.quantize == WAN_QUANT_Q8_0 && is_float(t->dtype) && t->ndim == 2 &&
+                   t->shape[1] % WAN_Q8_BLOCK == 0 && quant_target(c, e->name)) {
+            rc = add_out(w, v, &n, e->name, "", fn, user,
+                         (out_tensor){ .t = t, .dtype = WAN_DTYPE_I8, .kind = OUT_Q8_VALUES });
+            if (rc == WAN_OK)
+                rc = add_out(w, v, &n, e->name, "_scale", fn, user,
+                             (out_tensor){ .t = t, .dtype = WAN_DTYPE_F16, .kind = OUT_Q8_SCALES });
+        } else {
+            rc = add_out(w, v, &n, e->name, "", fn, user,
+                         (out_tensor){ .t = t, .dtype = w->p.dtype >= 0 && is_float(t->dtype) ? (wan_dtype)w->p.dtype
+                                                                                              : t->dtype });
         }
-        v[n].t = e->t;
-        v[n].dtype = w->p.dtype >= 0 && is_float(e->t->dtype) ? (wan_dtype)w->p.dtype : e->t->dtype;
-        n++;
+    }
+    if (rc != WAN_OK) {
+        free_out(v, n);
+        return rc;
     }
     qsort(v, (size_t)n, sizeof *v, cmp_out);
     for (int i = 1; i < n; i++)
@@ -719,6 +867,8 @@ wan_status wan_model_convert(const wan_model_t *model, const char *dst, const wa
         rc = wan_err(&err, WAN_ERR_INVALID_ARG, "wan_model_convert: unknown layout %d", (int)w.p.layout);
     else if (w.p.dtype >= 0 && !is_float((wan_dtype)w.p.dtype))
         rc = wan_err(&err, WAN_ERR_INVALID_ARG, "wan_model_convert: dtype must be F32, F16 or BF16 (or -1 to keep)");
+    else if (w.p.quantize != WAN_QUANT_NONE && w.p.quantize != WAN_QUANT_Q8_0)
+        rc = wan_err(&err, WAN_ERR_INVALID_ARG, "wan_model_convert: unknown quantisation %d", (int)w.p.quantize);
     else if (w.p.shard_bytes <= 0)
         rc = wan_err(&err, WAN_ERR_INVALID_ARG, "wan_model_convert: shard size must be positive");
     else if (lstat(dst, &st) == 0)

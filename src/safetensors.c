@@ -598,7 +598,7 @@ wan_status wan_st_set_get_weight(const wan_st_set *s, const char *name, int64_t 
                        t->name, sname);
     const int64_t ss[2] = { N, K / WAN_Q8_BLOCK };
     if (se->t->dtype != WAN_DTYPE_F16 || se->t->ndim != 2 || se->t->shape[0] != ss[0] || se->t->shape[1] != ss[1])
-        return wan_err(err, WAN_ERR_SHAPE, "%s: q8_0 scales '%s' are %s %s, %s needs F16 %s",
+        return wan_err(err, WAN_ERR_SHAPE, "%s: q8_0 scales '%s' are %s %s, '%s' needs F16 %s",
                        s->files[se->file]->path, sname, wan_dtype_name(se->t->dtype),
                        wan_shape_str(se->t->ndim, se->t->shape, a, sizeof a), t->name, wan_shape_str(2, ss, b, sizeof b));
     *out = wan_tensor_view(WAN_DTYPE_I8, 2, (int64_t[]){ N, K }, (void *)t->data);

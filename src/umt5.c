@@ -33,9 +33,26 @@ static const struct {
     { "ffn.fc2.weight", "layer.1.DenseReluDense.wo.weight" },
 };
 
+/* q8_0 scales ("<weight>_scale") follow their weight: base renamed by fn, then the suffix again. */
+static int rename_scale(int (*fn)(const char *, char *, size_t, void *), const char *name, char *buf, size_t len)
+{
+    const size_t n = strlen(name), sl = strlen("_scale");
+    char base[256];
+    if (n <= sl || n - sl >= sizeof base || strcmp(name + n - sl, "_scale") != 0)
+        return 0;
+    memcpy(base, name, n - sl);
+    base[n - sl] = 0;
+    if (!fn(base, buf, len, NULL))
+        return 0;
+    const size_t bl = strlen(buf);
+    return bl + sl < len && snprintf(buf + bl, len - bl, "_scale") == (int)sl;
+}
+
 int wan_umt5_rename_original(const char *name, char *buf, size_t len, void *user)
 {
     (void)user;
+    if (rename_scale(wan_umt5_rename_original, name, buf, len))
+        return 1;
     const char *hf = NULL;
     if (!strcmp(name, "token_embedding.weight"))
         hf = "shared.weight";
@@ -56,6 +73,8 @@ int wan_umt5_rename_original(const char *name, char *buf, size_t len, void *user
 int wan_umt5_rename_to_original(const char *name, char *buf, size_t len, void *user)
 {
     (void)user;
+    if (rename_scale(wan_umt5_rename_to_original, name, buf, len))
+        return 1;
     const char *orig = NULL;
     if (!strcmp(name, "shared.weight"))
         orig = "token_embedding.weight";

@@ -1,6 +1,8 @@
 /* test_gemm.c — the packed GEMM and the row-dot path of every micro-kernel set this CPU can run (generic, AVX2,
  * AVX-512; the others are skipped with a message) against a naive double-precision product, for F32, BF16 and F16
- * weights, odd sizes (partial micro-tiles, several depth blocks, several packing rounds), unaligned weights,
+ * weights and q8_0 ones (int8 values, one F16 scale per 32: against the product with the values they stand for,
+ * q · scale, which is exact in f32), odd sizes (partial micro-tiles, several depth blocks, several packing rounds),
+ * unaligned weights and scales,
  * strided x and y, with and without bias, on 1 to 3 threads. Tolerance 1e-5 · max|ref|: f32 sums of at most a
  * few hundred terms against double. */
 #include "test.h"
@@ -8,6 +10,7 @@
 #include "core.h"
 #include "cpu/cpu.h"
 #include "cpu/gemm.h"
+#include "quant.h"
 
 #define GEMM_TOL 1e-5
 
@@ -25,26 +28,43 @@ typedef struct gemm_case {
     int bias, threads;
 } gemm_case;
 
-/* Weights stored as c->dt at the given misalignment; wf receives the values the kernel sees. */
-static uint8_t *make_weights(const gemm_case *c, float *wf, uint8_t **data)
+/* Weights stored as c->dt at the given misalignment (I8: q8_0, the scales after the values, misaligned as much);
+ * wf receives the values the kernel sees. The view, in *w. */
+static uint8_t *make_weights(const gemm_case *c, float *wf, wan_tensor *w)
 {
-    const size_t es = wan_dtype_size(c->dt);
-    uint8_t *store = wan_malloc((size_t)(c->N * c->K) * es + 8);
+    const size_t es = wan_dtype_size(c->dt), nv = (size_t)(c->N * c->K);
+    uint8_t *store = wan_malloc(nv * es + nv / WAN_Q8_BLOCK * 2 + 8);
     if (!store)
         return NULL;
-    *data = store + c->misalign;
+    uint8_t *data = store + c->misalign;
+    *w = wan_tensor_view(c->dt, 2, (int64_t[]){ c->N, c->K }, data);
+    if (c->dt == WAN_DTYPE_I8) { /* random scales (some zero blocks) and values, quantised as wan convert does */
+        uint16_t *qs = (uint16_t *)(void *)(data + nv);
+        float row[4096];
+        for (int64_t n = 0; n < c->N; n++) {
+            for (int64_t k = 0; k < c->K; k++)
+                row[k] = (k / WAN_Q8_BLOCK) % 5 == 4 ? 0.0f : ldexpf(frand(), (int)(n % 7) - 4);
+            uint16_t sc[4096 / WAN_Q8_BLOCK];
+            wan_q8_quantize_row(row, c->K, (int8_t *)data + n * c->K, sc);
+            memcpy(qs + n * (c->K / WAN_Q8_BLOCK), sc, sizeof(uint16_t) * (size_t)(c->K / WAN_Q8_BLOCK));
+        }
+        w->qscale = qs;
+        for (int64_t n = 0; n < c->N; n++)
+            wan_q8_row_to_f32(w, n, 0, c->K, wf + n * c->K);
+        return store;
+    }
     for (int64_t i = 0; i < c->N * c->K; i++) {
         float v = 0.5f * frand();
         if (c->dt == WAN_DTYPE_BF16) {
             uint16_t h = wan_f32_to_bf16(v);
-            memcpy(*data + 2 * i, &h, 2);
+            memcpy(data + 2 * i, &h, 2);
             v = wan_bf16_to_f32(h);
         } else if (c->dt == WAN_DTYPE_F16) {
             uint16_t h = wan_f32_to_f16(v);
-            memcpy(*data + 2 * i, &h, 2);
+            memcpy(data + 2 * i, &h, 2);
             v = wan_f16_to_f32(h);
         } else {
-            memcpy(*data + 4 * i, &v, 4);
+            memcpy(data + 4 * i, &v, 4);
         }
         wf[i] = v;
     }
@@ -64,7 +84,8 @@ static int run_case(const wan_gemm_ukr *u, const gemm_case *c, int rows)
     float *b = wan_malloc((size_t)N * 4), *y = wan_malloc((size_t)(M * c->ldy) * 4);
     float *ref = wan_malloc((size_t)(M * N) * 4), *got = wan_malloc((size_t)(M * N) * 4);
     float *scratch = wan_malloc((size_t)wan_gemm_scratch(N, K) * 4);
-    uint8_t *data = NULL, *store = wf ? make_weights(c, wf, &data) : NULL;
+    wan_tensor w;
+    uint8_t *store = wf ? make_weights(c, wf, &w) : NULL;
     int ok = x && b && y && ref && got && scratch && store;
     for (int64_t i = 0; ok && i < M * c->ldx; i++)
         x[i] = frand();
@@ -81,7 +102,6 @@ static int run_case(const wan_gemm_ukr *u, const gemm_case *c, int rows)
             ref[m * N + n] = (float)s;
         }
     if (ok) {
-        const wan_tensor w = wan_tensor_view(c->dt, 2, (int64_t[]){ N, K }, data);
         const float *bb = c->bias ? b : NULL;
         if (rows)
             wan_gemm_rows(u, x, M, c->ldx, &w, bb, y, c->ldy, c->threads);
@@ -95,7 +115,7 @@ static int run_case(const wan_gemm_ukr *u, const gemm_case *c, int rows)
         }
         char name[160];
         snprintf(name, sizeof name, "%s %s %s M%lld N%lld K%lld%s%s t%d", u->name, rows ? "rows" : "packed",
-                 wan_dtype_name(c->dt), (long long)M, (long long)N, (long long)K, c->misalign ? " unaligned" : "",
+                 c->dt == WAN_DTYPE_I8 ? "q8_0" : wan_dtype_name(c->dt), (long long)M, (long long)N, (long long)K, c->misalign ? " unaligned" : "",
                  c->bias ? " bias" : "", c->threads);
         ok = wan_test_compare(name, got, ref, (size_t)(M * N), GEMM_TOL);
         if (!pad_ok)
@@ -122,6 +142,10 @@ TEST(gemm_packed_every_isa)
         { 9, 19, 64, 64, 19, WAN_DTYPE_F16, 1, 1, 1 },
         { 2, 9000, 3, 3, 9000, WAN_DTYPE_BF16, 0, 1, 1 },     /* more panels than one thread's room     */
         { 200, 3, 20, 20, 3, WAN_DTYPE_F32, 0, 1, 3 },       /* one panel, threads split the rows      */
+        { 5, 17, 64, 64, 17, WAN_DTYPE_I8, 0, 0, 1 },         /* q8_0: partial tiles                    */
+        { 13, 33, 320, 321, 40, WAN_DTYPE_I8, 1, 1, 2 },     /* two depth blocks, odd addresses        */
+        { 97, 48, 288, 288, 48, WAN_DTYPE_I8, 0, 1, 3 },     /* full panels, 3 threads                 */
+        { 2, 9000, 32, 32, 9000, WAN_DTYPE_I8, 3, 1, 1 },
     };
     for (size_t t = 0; t < sizeof g_tables / sizeof *g_tables; t++) {
         if (!wan_kernels_supported(g_tables[t])) {
@@ -147,6 +171,8 @@ TEST(gemm_bf16_products)
         { 33, 65, 513, 520, 65, WAN_DTYPE_BF16, 1, 0, 2 },
         { 31, 40, 100, 100, 41, WAN_DTYPE_F16, 0, 1, 2 },
         { 64, 64, 32, 32, 64, WAN_DTYPE_F16, 1, 1, 1 },
+        { 40, 33, 608, 608, 40, WAN_DTYPE_I8, 1, 1, 2 },
+        { 32, 64, 64, 64, 64, WAN_DTYPE_I8, 0, 0, 1 },
     };
     static const wan_gemm_ukr *const ukrs[] = { &wan_gemm_ukr_avx512bf16, &wan_gemm_ukr_amx };
     for (size_t t = 0; t < sizeof ukrs / sizeof *ukrs; t++) {
@@ -168,6 +194,8 @@ TEST(gemm_rows_every_isa)
         { 3, 50, 67, 70, 51, WAN_DTYPE_BF16, 0, 1, 2 },
         { 4, 21, 33, 33, 21, WAN_DTYPE_F16, 1, 0, 2 },
         { 2, 17, 16, 16, 17, WAN_DTYPE_F32, 2, 1, 3 },
+        { 1, 30, 32, 32, 30, WAN_DTYPE_I8, 0, 1, 1 },
+        { 3, 50, 96, 100, 51, WAN_DTYPE_I8, 1, 0, 2 },
     };
     for (size_t t = 0; t < sizeof g_tables / sizeof *g_tables; t++) {
         if (!wan_kernels_supported(g_tables[t])) {
@@ -183,16 +211,17 @@ TEST(gemm_rows_every_isa)
 TEST(gemm_linear_modes)
 {
     static const wan_linear_mode modes[] = { WAN_LINEAR_AUTO, WAN_LINEAR_BLAS, WAN_LINEAR_PACKED };
-    static const wan_dtype dts[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16 };
+    static const wan_dtype dts[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16, WAN_DTYPE_I8 };
     for (size_t mi = 0; mi < 3; mi++)
-        for (size_t di = 0; di < 3; di++)
+        for (size_t di = 0; di < 4; di++)
             for (int64_t M = 1; M <= 130; M += 129) {
-                const int64_t N = 70, K = 300;
+                const int64_t N = 70, K = dts[di] == WAN_DTYPE_I8 ? 320 : 300;
                 gemm_case c = { M, N, K, K, N, dts[di], 0, 1, 2 };
                 float *x = wan_malloc((size_t)(M * K) * 4), *wf = wan_malloc((size_t)(N * K) * 4);
                 float *b = wan_malloc((size_t)N * 4), *y = wan_malloc((size_t)(M * N) * 4);
                 float *ref = wan_malloc((size_t)(M * N) * 4);
-                uint8_t *data = NULL, *store = make_weights(&c, wf, &data);
+                wan_tensor w;
+                uint8_t *store = make_weights(&c, wf, &w);
                 for (int64_t i = 0; i < M * K; i++)
                     x[i] = frand();
                 for (int64_t i = 0; i < N; i++)
@@ -205,7 +234,6 @@ TEST(gemm_linear_modes)
                         ref[m * N + n] = (float)s;
                     }
                 wan_cpu_linear_set_mode(modes[mi]);
-                const wan_tensor w = wan_tensor_view(dts[di], 2, (int64_t[]){ N, K }, data);
                 const int64_t ns = wan_cpu_linear_scratch(&w);
                 float *scratch = ns ? wan_malloc((size_t)ns * 4) : NULL;
                 wan_cpu_linear(x, M, K, &w, b, y, N, scratch, 2);

@@ -202,6 +202,68 @@ TEST(st_shards_and_index)
     rm_rf(dir);
 }
 
+/* q8_0 linear weights: bound with their scales; a missing, misshapen or mistyped scale tensor and rows that are not
+ * whole blocks are errors naming the tensors. */
+TEST(st_q8_weights)
+{
+    static const struct {
+        const char *header;
+        wan_status want;
+        const char *needle;
+    } cases[] = {
+        { "{\"w\":{\"dtype\":\"I8\",\"shape\":[2,64],\"data_offsets\":[0,128]},"
+          "\"w_scale\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[128,136]}}", WAN_OK, NULL },
+        { "{\"w\":{\"dtype\":\"I8\",\"shape\":[2,64],\"data_offsets\":[0,128]}}", WAN_ERR_NOT_FOUND, "'w_scale'" },
+        { "{\"w\":{\"dtype\":\"I8\",\"shape\":[2,64],\"data_offsets\":[0,128]},"
+          "\"w_scale\":{\"dtype\":\"F16\",\"shape\":[2,1],\"data_offsets\":[128,132]}}", WAN_ERR_SHAPE, "[2, 2]" },
+        { "{\"w\":{\"dtype\":\"I8\",\"shape\":[2,64],\"data_offsets\":[0,128]},"
+          "\"w_scale\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[128,144]}}", WAN_ERR_SHAPE, "F32" },
+        { "{\"w\":{\"dtype\":\"I8\",\"shape\":[2,48],\"data_offsets\":[0,96]}}", WAN_ERR_SHAPE, "[2, 64]" },
+        { "{\"w\":{\"dtype\":\"I64\",\"shape\":[2,64],\"data_offsets\":[0,1024]}}", WAN_ERR_UNSUPPORTED, "I64" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *dir = make_tmpdir();
+        CHECK(dir);
+        size_t size;
+        uint8_t *b = make_file(cases[i].header, 1024, &size);
+        CHECK(write_bytes(dir, "m.safetensors", b, size));
+        free(b);
+        char path[600];
+        snprintf(path, sizeof path, "%s/m.safetensors", dir);
+        wan_st_set *s = NULL;
+        wan_error err = { 0 };
+        wan_status rc = wan_st_set_open_file(path, &s, &err);
+        if (rc == WAN_OK) {
+            wan_tensor t;
+            rc = wan_st_set_get_weight(s, "w", 2, 64, &t, &err);
+            if (rc == WAN_OK)
+                CHECK(t.dtype == WAN_DTYPE_I8 && t.qscale && (const uint8_t *)t.qscale == (const uint8_t *)t.data + 128);
+            wan_st_set_free(s);
+        }
+        printf("    case %zu -> %s%s%s\n", i, wan_status_str(rc), rc ? ": " : "", rc ? err.msg : "");
+        CHECK(rc == cases[i].want && (!cases[i].needle || strstr(err.msg, cases[i].needle)));
+        rm_rf(dir);
+    }
+    /* a row of 48 values is not whole blocks of 32 */
+    char *dir = make_tmpdir();
+    CHECK(dir);
+    size_t size;
+    uint8_t *b = make_file("{\"w\":{\"dtype\":\"I8\",\"shape\":[2,48],\"data_offsets\":[0,96]}}", 96, &size);
+    CHECK(write_bytes(dir, "m.safetensors", b, size));
+    free(b);
+    char path[600];
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    wan_st_set *s = NULL;
+    wan_error err = { 0 };
+    CHECK_RC(wan_st_set_open_file(path, &s, &err), WAN_OK, err.msg);
+    wan_tensor t;
+    CHECK(wan_st_set_get_weight(s, "w", 2, 48, &t, &err) == WAN_ERR_UNSUPPORTED);
+    printf("    %s\n", err.msg);
+    CHECK(strstr(err.msg, "'w'") && strstr(err.msg, "32"));
+    wan_st_set_free(s);
+    rm_rf(dir);
+}
+
 TEST(st_write_read_roundtrip)
 {
     char *dir = make_tmpdir();

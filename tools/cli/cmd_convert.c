@@ -13,11 +13,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: wan convert SRC DST [--dtype f32|bf16|f16] [--shard-size 5GB] [--layout diffusers|original]\n"
-            "                   [--quiet]\n"
+            "                   [--quantize q8_0] [--quiet]\n"
             "  SRC  any model `wan info` reads: a diffusers folder, an original Wan release (.safetensors or\n"
             "       .pth files), a single .safetensors or .pth file\n"
             "  DST  the folder to create (must not exist); written as DST.tmp-XXXXXX, then renamed\n"
-            "  --dtype       convert every float tensor (default: keep each tensor's dtype)\n"
+            "  --dtype       convert every float tensor (default: keep each tensor's dtype); a q8_0 model is\n"
+            "                written back as floats of this dtype unless --quantize is given too\n"
+            "  --quantize    q8_0: the linear weights of the transformer and text encoder blocks as int8 with\n"
+            "                one F16 scale per 32 values (~8.5 bits a weight; a wan.c format, CPU backend only)\n"
             "  --shard-size  largest shard, e.g. 5GB (default), 500MB, 2GiB\n"
             "  --layout      diffusers (default: WanPipeline.from_pretrained loads it) or original (the Wan\n"
             "                release layout: high_noise_model/, low_noise_model/, Wan2.x_VAE, umT5, google/)\n");
@@ -66,6 +69,16 @@ int cmd_convert(int argc, char **argv)
                 p.dtype = WAN_DTYPE_F16;
             else {
                 fprintf(stderr, "wan convert: --dtype '%s': use f32, bf16 or f16\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--quantize") && v) {
+            i++;
+            if (!strcasecmp(v, "q8_0") || !strcasecmp(v, "q8"))
+                p.quantize = WAN_QUANT_Q8_0;
+            else if (!strcasecmp(v, "none"))
+                p.quantize = WAN_QUANT_NONE;
+            else {
+                fprintf(stderr, "wan convert: --quantize '%s': use q8_0 (or none)\n", v);
                 return 2;
             }
         } else if (!strcmp(a, "--shard-size") && v) {

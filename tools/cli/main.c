@@ -12,7 +12,7 @@ static const struct {
     { "info", cmd_info, "info PATH                 describe a model folder or safetensors file" },
     { "encode-prompt", cmd_encode_prompt, "encode-prompt ...         prompt -> prompt_embeds with the umT5 encoder" },
     { "generate", cmd_generate, "generate --model DIR --prompt TEXT [-o out.mp4] ...  text to video" },
-    { "convert", cmd_convert, "convert SRC DST [--dtype bf16] [--layout diffusers|original]  rewrite a model (.pth ok)" },
+    { "convert", cmd_convert, "convert SRC DST [--dtype bf16] [--quantize q8_0] [--layout diffusers|original]  rewrite a model" },
     { "run", cmd_run, "run COMPONENT ...         run one network on tensors from a safetensors file" },
     { "tokenize", cmd_tokenize, "tokenize --tokenizer PATH  prompt -> umT5 token ids (JSON)" },
     { "eval", cmd_eval, "eval --model DIR [...]    prompt adherence of a shapes-world model (tools/shapes/)" },
