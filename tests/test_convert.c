@@ -6,6 +6,7 @@
 
 #include "convert.h"
 #include "model_dir.h"
+#include "quant.h"
 #include "safetensors.h"
 #include "vae.h"
 
@@ -338,5 +339,154 @@ TEST(convert_failures_leave_nothing)
     p.dtype = WAN_DTYPE_I64;
     CHECK_RC(wan_model_convert(m, "/tmp/never", &p, err, sizeof err), WAN_ERR_INVALID_ARG, err);
     wan_model_free(m);
+    wan_test_rm_tree(tmp);
+}
+
+/* ---- q8_0 ------------------------------------------------------------------------------------- */
+
+/* Bound for a q8_0 forward against the fp32 reference: each weight is off by up to half a step of its block (1/254
+ * of the block's largest value), a coarser rounding than bf16's 2^-9 of the value itself, so the bound is that of the
+ * bf16-products case (test_dit.c DIT_BF16_TOL), not a parity bound. */
+#define Q8_REF_TOL 3e-2
+/* q8_0 weights against the same values stored as F32 (the dequantised copy): the kernels multiply the same f32
+ * numbers (q · scale is exact in f32), in the same order. */
+#define Q8_SAME_TOL 1e-7
+
+static wan_status convert_q(const char *src, const char *dst, wan_convert_layout layout, int dtype, wan_quant q,
+                            char *err, size_t errlen)
+{
+    wan_model_t *m = NULL;
+    wan_status rc = wan_model_load(src, NULL, &m, err, errlen);
+    if (rc != WAN_OK)
+        return rc;
+    wan_convert_params p = wan_convert_default_params();
+    p.layout = layout;
+    p.dtype = dtype;
+    p.quantize = q;
+    rc = wan_model_convert(m, dst, &p, err, errlen);
+    wan_model_free(m);
+    return rc;
+}
+
+/* The expert-0 forward of the fixture case t2v_high on model m into *out. */
+static int dit_forward(const wan_model_t *m, wan_host_tensor *out, wan_host_tensor *ref)
+{
+    char err[512] = "";
+    const char *f = wan_test_fixture("transformer/t2v_high.safetensors");
+    wan_host_tensor x = { 0 }, t = { 0 }, ctx = { 0 };
+    int ok = wan_safetensors_read(f, "hidden_states", WAN_DTYPE_F32, &x, err, sizeof err) == WAN_OK &&
+             wan_safetensors_read(f, "timestep", WAN_DTYPE_I64, &t, err, sizeof err) == WAN_OK &&
+             wan_safetensors_read(f, "encoder_hidden_states", WAN_DTYPE_F32, &ctx, err, sizeof err) == WAN_OK &&
+             (!ref || wan_safetensors_read(f, "sample", WAN_DTYPE_F32, ref, err, sizeof err) == WAN_OK) &&
+             wan_transformer_forward(m, 0, &x, &t, &ctx, out, 2, err, sizeof err) == WAN_OK;
+    if (!ok)
+        printf("    transformer forward: %s\n", err);
+    wan_host_tensor_free(&x);
+    wan_host_tensor_free(&t);
+    wan_host_tensor_free(&ctx);
+    return ok;
+}
+
+/* The umT5 forward of the fixture case s128 on model m into *out (and the transformers reference into *ref). */
+static int te_forward(const wan_model_t *m, wan_host_tensor *out, wan_host_tensor *ref)
+{
+    char err[512] = "";
+    const char *f = wan_test_fixture("umt5/cases_fp32.safetensors");
+    wan_host_tensor ids = { 0 }, mask = { 0 };
+    int ok = wan_safetensors_read(f, "s128.input_ids", WAN_DTYPE_I64, &ids, err, sizeof err) == WAN_OK &&
+             wan_safetensors_read(f, "s128.attention_mask", WAN_DTYPE_I64, &mask, err, sizeof err) == WAN_OK &&
+             (!ref || wan_safetensors_read(f, "s128.last_hidden_state", WAN_DTYPE_F32, ref, err, sizeof err) == WAN_OK) &&
+             wan_text_encoder_forward(m, ids.data, mask.data, (int)ids.shape[1], out, 2, err, sizeof err) == WAN_OK;
+    if (!ok)
+        printf("    text encoder forward: %s\n", err);
+    wan_host_tensor_free(&ids);
+    wan_host_tensor_free(&mask);
+    return ok;
+}
+
+/* --quantize q8_0: the block linears of both experts and of umT5 become I8 + F16 scales (the rest is kept), the values
+ * are those of wan_q8_quantize_row, the original-layout round trip keeps every tensor bit for bit (scales renamed with
+ * their weights), --dtype f32 writes the values back as floats, and the forwards of the q8_0 model equal those of its
+ * float copy and stay within a q8_0 bound of the fp32 reference. */
+TEST(convert_q8_0)
+{
+    char tmp[] = "/tmp/wan-convert-XXXXXX", err[1024] = "", q8[300], orig[300], back[300], deq[300];
+    CHECK(mkdtemp(tmp));
+    snprintf(q8, sizeof q8, "%s/q8", tmp);
+    snprintf(orig, sizeof orig, "%s/orig", tmp);
+    snprintf(back, sizeof back, "%s/back", tmp);
+    snprintf(deq, sizeof deq, "%s/deq", tmp);
+    const char *src = wan_test_fixture("tiny-wan22-t2v");
+    CHECK_RC(convert_q(src, q8, WAN_CONVERT_DIFFUSERS, -1, WAN_QUANT_Q8_0, err, sizeof err), WAN_OK, err);
+    CHECK_RC(convert_q(q8, orig, WAN_CONVERT_ORIGINAL, -1, WAN_QUANT_NONE, err, sizeof err), WAN_OK, err);
+    CHECK_RC(convert_q(orig, back, WAN_CONVERT_DIFFUSERS, -1, WAN_QUANT_Q8_0, err, sizeof err), WAN_OK, err);
+    CHECK_RC(convert_q(q8, deq, WAN_CONVERT_DIFFUSERS, WAN_DTYPE_F32, WAN_QUANT_NONE, err, sizeof err), WAN_OK, err);
+    wan_model_t *a = NULL, *q = NULL, *b = NULL, *d = NULL;
+    CHECK_RC(wan_model_load(src, NULL, &a, err, sizeof err), WAN_OK, err);
+    CHECK_RC(wan_model_load(q8, NULL, &q, err, sizeof err), WAN_OK, err);
+    CHECK_RC(wan_model_load(back, NULL, &b, err, sizeof err), WAN_OK, err);
+    CHECK_RC(wan_model_load(deq, NULL, &d, err, sizeof err), WAN_OK, err);
+    CHECK(same_weights(q, b));
+    int n_q8 = 0;
+    for (size_t k = 0; k < sizeof k_all / sizeof *k_all; k++) {
+        const wan_st_set *x = wan_model_weights(a, k_all[k]), *y = wan_model_weights(q, k_all[k]),
+                         *z = wan_model_weights(d, k_all[k]);
+        CHECK(z->n == x->n);
+        for (int i = 0; i < x->n; i++) {
+            const char *name = x->entries[i].name;
+            const wan_st_tensor *s = x->entries[i].t, *t = wan_st_set_find(y, name)->t;
+            const wan_st_tensor *u = wan_st_set_find(z, name)->t;
+            CHECK_MSG(u->dtype == WAN_DTYPE_F32, "%s", name);
+            if (t->dtype != WAN_DTYPE_I8) { /* kept: bit for bit, and so is its f32 copy */
+                CHECK_MSG(t->dtype == s->dtype && !memcmp(t->data, s->data, s->end - s->begin), "%s", name);
+                continue;
+            }
+            n_q8++;
+            CHECK_MSG(k_all[k] != WAN_COMPONENT_VAE && s->ndim == 2 && s->dtype == WAN_DTYPE_F32, "%s", name);
+            char sname[300];
+            snprintf(sname, sizeof sname, "%s_scale", name);
+            const wan_st_entry *se = wan_st_set_find(y, sname);
+            CHECK_MSG(se && se->t->dtype == WAN_DTYPE_F16, "%s", sname);
+            const int64_t K = s->shape[1];
+            float row[512], back_row[512];
+            int8_t qv[512];
+            uint16_t sc[16];
+            CHECK(K <= 512);
+            for (int64_t r = 0; r < s->shape[0]; r++) {
+                memcpy(row, s->data + (size_t)(r * K) * 4, (size_t)K * 4);
+                wan_q8_quantize_row(row, K, qv, sc);
+                CHECK_MSG(!memcmp(qv, t->data + r * K, (size_t)K) &&
+                              !memcmp(sc, se->t->data + (size_t)(r * (K / WAN_Q8_BLOCK)) * 2, (size_t)(K / 16)),
+                          "%s row %lld", name, (long long)r);
+                memcpy(back_row, u->data + (size_t)(r * K) * 4, (size_t)K * 4);
+                for (int64_t j = 0; j < K; j++) /* the float copy holds q · scale; within half a step of w */
+                    CHECK_MSG(back_row[j] == (float)qv[j] * wan_f16_to_f32(sc[j / WAN_Q8_BLOCK]) &&
+                                  fabsf(back_row[j] - row[j]) <= 0.5f * wan_f16_to_f32(sc[j / WAN_Q8_BLOCK]) +
+                                                                     1e-3f * fabsf(row[j]),
+                              "%s[%lld, %lld]", name, (long long)r, (long long)j);
+            }
+        }
+        if (k_all[k] != WAN_COMPONENT_VAE)
+            CHECK(y->n > x->n); /* the scales */
+    }
+    printf("    %d linear weights as q8_0\n", n_q8);
+    CHECK(n_q8 == 2 * 2 * 10 + 3 * 7); /* 2 experts x 2 blocks x 10 projections, 3 umT5 blocks x 7 */
+    wan_host_tensor oq = { 0 }, od = { 0 }, ref = { 0 };
+    CHECK(dit_forward(q, &oq, &ref) && dit_forward(d, &od, NULL));
+    CHECK(wan_test_compare("q8_0 transformer vs its f32 copy", oq.data, od.data, (size_t)wan_host_tensor_numel(&oq),
+                           Q8_SAME_TOL));
+    CHECK(wan_test_compare("q8_0 transformer vs fp32 reference", oq.data, ref.data, (size_t)wan_host_tensor_numel(&oq),
+                           Q8_REF_TOL));
+    wan_host_tensor_free(&oq), wan_host_tensor_free(&od), wan_host_tensor_free(&ref);
+    CHECK(te_forward(q, &oq, &ref) && te_forward(d, &od, NULL));
+    CHECK(wan_test_compare("q8_0 umT5 vs its f32 copy", oq.data, od.data, (size_t)wan_host_tensor_numel(&oq),
+                           Q8_SAME_TOL));
+    CHECK(wan_test_compare("q8_0 umT5 vs fp32 reference", oq.data, ref.data, (size_t)wan_host_tensor_numel(&oq),
+                           Q8_REF_TOL));
+    wan_host_tensor_free(&oq), wan_host_tensor_free(&od), wan_host_tensor_free(&ref);
+    wan_model_free(a);
+    wan_model_free(q);
+    wan_model_free(b);
+    wan_model_free(d);
     wan_test_rm_tree(tmp);
 }

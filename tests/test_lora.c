@@ -7,10 +7,14 @@
 
 #include "core.h"
 #include "lora.h"
+#include "model_dir.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+void wan_test_rm_tree(const char *dir); /* test_pth.c */
 
 /* Latents: as test_pipeline.c (pipeline.md §7.7): other accumulation orders than torch, grown through the
  * steps and the guidance (scale 6): ≤ 1e-4 · max|ref| on CPU fp32. */
@@ -303,6 +307,45 @@ TEST(lora_merge_bf16_vs_runtime)
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         wan_host_tensor_free(t[i]);
     wan_model_free(m);
+}
+
+/* A q8_0 expert (the BF16 one converted with --quantize q8_0): on the fly the adapter adds to the q8_0 product; merged
+ * in f32 it is added to the f32 values the q8_0 weights stand for (so both agree within TOL_F32_MERGE); merged in the
+ * stored dtype the sum is quantised again (within TOL_Q8_MERGE of the others). */
+#define TOL_Q8_MERGE 3e-2
+
+TEST(lora_q8_0)
+{
+    char err[1024], tmp[] = "/tmp/wan-lora-q8-XXXXXX", dst[300];
+    CHECK(mkdtemp(tmp));
+    snprintf(dst, sizeof dst, "%s/q8", tmp);
+    wan_model_t *m = NULL;
+    CHECK_RC(wan_model_load(wan_test_fixture("transformer/bf16"), NULL, &m, err, sizeof err), WAN_OK, err);
+    wan_convert_params p = wan_convert_default_params();
+    p.quantize = WAN_QUANT_Q8_0;
+    CHECK_RC(wan_model_convert(m, dst, &p, err, sizeof err), WAN_OK, err);
+    wan_model_free(m);
+    m = NULL;
+    CHECK_RC(wan_model_load(dst, NULL, &m, err, sizeof err), WAN_OK, err);
+    CHECK(wan_st_set_find(wan_model_weights(m, WAN_COMPONENT_TRANSFORMER), "blocks.0.attn1.to_q.weight")->t->dtype ==
+          WAN_DTYPE_I8);
+    const char *inputs = wan_test_fixture("transformer/t2v_high.safetensors");
+    wan_host_tensor hs = { 0 }, ts = { 0 }, ehs = { 0 }, rt = { 0 }, mg = { 0 }, mf = { 0 };
+    CHECK_RC(wan_safetensors_read(inputs, "hidden_states", WAN_DTYPE_F32, &hs, err, sizeof err), WAN_OK, err);
+    CHECK_RC(wan_safetensors_read(inputs, "timestep", WAN_DTYPE_I64, &ts, err, sizeof err), WAN_OK, err);
+    CHECK_RC(wan_safetensors_read(inputs, "encoder_hidden_states", WAN_DTYPE_F32, &ehs, err, sizeof err), WAN_OK,
+             err);
+    forward_mode(m, WAN_LORA_RUNTIME, &hs, &ts, &ehs, &rt, failed_);
+    forward_mode(m, WAN_LORA_MERGE, &hs, &ts, &ehs, &mg, failed_);
+    forward_mode(m, WAN_LORA_MERGE_F32, &hs, &ts, &ehs, &mf, failed_);
+    const size_t n = (size_t)wan_host_tensor_numel(&rt);
+    CHECK(wan_test_compare("q8_0, merged f32 vs on the fly", mf.data, rt.data, n, TOL_F32_MERGE));
+    CHECK(wan_test_compare("q8_0, merged q8_0 vs on the fly", mg.data, rt.data, n, TOL_Q8_MERGE));
+    wan_host_tensor *t[] = { &hs, &ts, &ehs, &rt, &mg, &mf };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        wan_host_tensor_free(t[i]);
+    wan_model_free(m);
+    wan_test_rm_tree(tmp);
 }
 
 /* ---- bad adapters ----------------------------------------------------------------------------- */
