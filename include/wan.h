@@ -247,7 +247,7 @@ typedef struct wan_component_info {
     const char *class_name;     /* e.g. "WanTransformer3DModel"; borrowed          */
     const char *path;           /* folder or file it was read from; borrowed       */
     int64_t n_tensors;
-    int64_t n_params;           /* elements over all tensors                       */
+    int64_t n_params;           /* elements over all tensors but q8_0 scales        */
     int64_t n_bytes;            /* bytes of tensor data on disk                    */
     int64_t bytes_by_dtype[WAN_DTYPE_COUNT];
     int n_files;                /* safetensors files (shards)                      */
@@ -295,8 +295,9 @@ const wan_scheduler_config *wan_model_scheduler_config(const wan_model_t *model)
 const wan_pipeline_config *wan_model_pipeline_config(const wan_model_t *model);
 
 /* Estimate of the peak host memory (bytes) a generation of `frames` frames at width x height needs with
- * bf16 compute weights and one expert resident, for planning and for `wan info`. Returns 0 when the model
- * has no transformer. */
+ * one expert resident, its weights (and the text encoder's) at the size they are stored (F32, BF16, q8_0 ...: they
+ * are used in place from the mapping), for planning and for `wan info`. Returns 0 when the model has no
+ * transformer. */
 int64_t wan_model_estimate_memory(const wan_model_t *model, int width, int height, int frames);
 
 /* ---------------------------------------------------------------------------------------------

@@ -685,6 +685,19 @@ void wan_model_release_component(const wan_model_t *m, wan_component c)
         wan_st_set_release(m->comp[c].weights);
 }
 
+/* Whether tensor t named `name` is the F16 scales of a q8_0 weight of w ("<weight>_scale" beside an I8 weight). */
+static bool is_q8_scales(const wan_st_set *w, const char *name, const wan_st_tensor *t)
+{
+    const size_t n = strlen(name), sl = strlen("_scale");
+    char base[512];
+    if (t->dtype != WAN_DTYPE_F16 || n <= sl || n - sl >= sizeof base || strcmp(name + n - sl, "_scale"))
+        return false;
+    memcpy(base, name, n - sl);
+    base[n - sl] = 0;
+    const wan_st_entry *e = wan_st_set_find(w, base);
+    return e && e->t->dtype == WAN_DTYPE_I8;
+}
+
 wan_status wan_model_component_info(const wan_model_t *m, wan_component c, wan_component_info *info)
 {
     if (!m || !info || (unsigned)c >= WAN_COMPONENT_COUNT)
@@ -705,7 +718,7 @@ wan_status wan_model_component_info(const wan_model_t *m, wan_component c, wan_c
             for (int d = 0; d < t->ndim; d++)
                 n *= t->shape[d];
             info->n_tensors++;
-            info->n_params += n;
+            info->n_params += is_q8_scales(s->weights, s->weights->entries[i].name, t) ? 0 : n;
             info->n_bytes += (int64_t)(t->end - t->begin);
             info->bytes_by_dtype[t->dtype] += (int64_t)(t->end - t->begin);
         }
@@ -756,8 +769,8 @@ int64_t wan_model_estimate_memory(const wan_model_t *m, int width, int height, i
     int64_t D = (int64_t)tc->num_attention_heads * tc->attention_head_dim;
     /* residual, normed input, q, k, v, attention out, FFN hidden (F wide), text K/V of both passes */
     int64_t dit_act = 4 * (L * D * 7 + L * tc->ffn_dim + 4 * 512 * D) + 2 * 4 * T * h * w * tc->in_channels;
-    int64_t dit = ti.n_params * 2 + dit_act;
-    int64_t te = ei.present ? ei.n_params * 2 + 4 * 512 * (int64_t)m->te.d_ff * 2 : 0;
+    int64_t dit = ti.n_bytes + dit_act; /* weights used in place from the mapping, at their stored size */
+    int64_t te = ei.present ? ei.n_bytes + 4 * 512 * (int64_t)m->te.d_ff * 2 : 0;
     /* VAE: the widest full-resolution activations of one 4-frame chunk, a few buffers, plus cache */
     int64_t dec_w = m->comp[WAN_COMPONENT_VAE].present ? m->vae.decoder_base_dim : 96;
     int64_t vae = vi.present ? vi.n_params * 4 + 4 * 6 * 4 * (int64_t)height * width * dec_w : 0;

@@ -52,6 +52,18 @@ E="--prompt-embeds $F/pipeline/embeds.safetensors"
 "$WAN" generate --model "$F/tiny-wan22-t2v" $E $G -o "$T/fe.safetensors" >/dev/null 2>&1
 same "generate: .pth release == diffusers fixture (same embeddings)" "$T/re.safetensors" "$T/fe.safetensors"
 
+# q8_0: the quantised folder is smaller, loads, generates a video near the float one, and converts back to floats
+expect "wan convert --quantize q8_0" 0 "wrote .*diffusers layout" "$WAN" convert "$T/diff" "$T/q8" --quantize q8_0
+expect "q8_0 folder: I8 weights with F16 scales" 0 "F16 [0-9.]* KiB, I8 " "$WAN" info "$T/q8"
+"$WAN" generate --model "$T/q8" --prompt "a red circle" --negative-prompt "" $G -o "$T/q.safetensors" >/dev/null 2>&1
+if [ -s "$T/q.safetensors" ]; then ok "generate from the q8_0 folder"; else ko "generate from the q8_0 folder"; fi
+expect "wan convert q8_0 -> --dtype f32" 0 "wrote .*diffusers layout" "$WAN" convert "$T/q8" "$T/q8f" --dtype f32
+out=$("$WAN" info "$T/q8f" 2>&1)
+if ! printf '%s\n' "$out" | grep -q "I8 "; then ok "q8_0 -> f32: no I8 left"; else ko "q8_0 -> f32: no I8 left" "$out"; fi
+"$WAN" generate --model "$T/q8f" --prompt "a red circle" --negative-prompt "" $G -o "$T/qf.safetensors" >/dev/null 2>&1
+same "generate: q8_0 folder == its f32 copy" "$T/q.safetensors" "$T/qf.safetensors"
+expect "convert bad quantisation" 2 "use q8_0" "$WAN" convert "$R" "$T/x" --quantize q4_0
+
 # usage and failures
 expect "convert usage" 2 "usage: wan convert" "$WAN" convert "$R"
 expect "convert bad dtype" 2 "use f32, bf16 or f16" "$WAN" convert "$R" "$T/x" --dtype int8

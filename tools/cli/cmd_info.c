@@ -113,7 +113,7 @@ int cmd_info(int argc, char **argv)
     int64_t need = wan_model_estimate_memory(m, w, h, f);
     char b[32];
     if (need)
-        printf("memory: about %s peak for %dx%d, %d frames (one expert resident, bf16 weights)\n",
+        printf("memory: about %s peak for %dx%d, %d frames (one expert resident, weights as stored)\n",
                cli_bytes(need, b, sizeof b), w, h, f);
     wan_cpu_info ci = wan_cpu_get_info();
     printf("cpu: kernels %s, %d threads; bf16 products (WAN_CPU_GEMM=bf16): %s\n", wan_cpu_kernel_name(), ci.n_threads,
