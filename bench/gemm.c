@@ -5,7 +5,10 @@
  * wan_cpu_linear's AUTO mode takes; where the CPU has AMX or AVX512-BF16, also the opt-in bf16-product kernels
  * (WAN_CPU_GEMM=bf16; their fraction is of the same f32 peak, so it can pass 100%).
  *
- *   build/bench/gemm [--m TOKENS] [--threads N] [--reps R] [--dtype f32|bf16|f16|all] [--shape N,K]...
+ * q8_0 weights (int8 with an F16 scale per 32 values, `wan convert --quantize q8_0`) go through the same packed GEMM,
+ * converted as they are packed; OpenBLAS then gets them through the tiled conversion.
+ *
+ *   build/bench/gemm [--m TOKENS] [--threads N] [--reps R] [--dtype f32|bf16|f16|q8_0|all] [--shape N,K]...
  *
  * Default: M = 1560 tokens (one 480p latent frame), shapes (N, K) = (5120, 5120) attention projections,
  * (13824, 5120) FFN up, (5120, 13824) FFN down, and the one-row time projection (30720, 5120) with M = 1. */
@@ -14,11 +17,13 @@
 #include "core.h"
 #include "cpu/cpu.h"
 #include "cpu/gemm.h"
+#include "quant.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void openblas_set_num_threads(int num_threads);
 
@@ -117,7 +122,10 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
     float *x = wan_malloc((size_t)(s->M * s->K) * 4), *wf = wan_malloc((size_t)(s->N * s->K) * 4);
     float *b = wan_malloc((size_t)s->N * 4), *y0 = wan_malloc((size_t)(s->M * s->N) * 4);
     float *y1 = wan_malloc((size_t)(s->M * s->N) * 4);
-    void *wd = dt == WAN_DTYPE_F32 ? (void *)wf : wan_malloc((size_t)(s->N * s->K) * 2);
+    const int64_t NK = s->N * s->K;
+    void *wd = dt == WAN_DTYPE_F32 ? (void *)wf
+                                   : wan_malloc(dt == WAN_DTYPE_I8 ? (size_t)NK + (size_t)(NK / WAN_Q8_BLOCK) * 2
+                                                                   : (size_t)NK * 2);
     if (!x || !wf || !b || !y0 || !y1 || !wd) {
         fprintf(stderr, "bench: out of memory\n");
         exit(1);
@@ -125,14 +133,20 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
     fill(x, s->M * s->K, 1, 1.0f);
     fill(wf, s->N * s->K, 2, 1.0f / sqrtf((float)s->K));
     fill(b, s->N, 3, 0.1f);
-    if (dt != WAN_DTYPE_F32) {
+    uint16_t *qs = dt == WAN_DTYPE_I8 ? (uint16_t *)(void *)((int8_t *)wd + NK) : NULL;
+    if (dt == WAN_DTYPE_I8) {
+#pragma omp parallel for schedule(static)
+        for (int64_t n = 0; n < s->N; n++)
+            wan_q8_quantize_row(wf + n * s->K, s->K, (int8_t *)wd + n * s->K, qs + n * (s->K / WAN_Q8_BLOCK));
+    } else if (dt != WAN_DTYPE_F32) {
         uint16_t *h = wd;
         for (int64_t i = 0; i < s->N * s->K; i++)
             h[i] = dt == WAN_DTYPE_BF16 ? wan_f32_to_bf16(wf[i]) : wan_f32_to_f16(wf[i]);
     }
-    const wan_tensor w = wan_tensor_view(dt, 2, (int64_t[]){ s->N, s->K }, wd);
+    wan_tensor w = wan_tensor_view(dt, 2, (int64_t[]){ s->N, s->K }, wd);
+    w.qscale = qs;
     printf("M %lld x N %lld x K %lld, %s weights, %.1f GFLOP\n", (long long)s->M, (long long)s->N, (long long)s->K,
-           wan_dtype_name(dt), flops * 1e-9);
+           dt == WAN_DTYPE_I8 ? "q8_0" : wan_dtype_name(dt), flops * 1e-9);
     run_linear(WAN_LINEAR_PACKED, x, s, &w, b, y1, threads, 1); /* warm the pages of every buffer */
     timing tb = run_linear(WAN_LINEAR_BLAS, x, s, &w, b, y0, threads, reps);
     timing tp = run_linear(WAN_LINEAR_PACKED, x, s, &w, b, y1, threads, reps);
@@ -197,13 +211,16 @@ int main(int argc, char **argv)
     peak[1] = peak[0] * threads;
     printf("gemm bench: %d threads, kernels %s; attainable f32 FMA peak (bench/peak) %.1f GFLOP/s per core, so %.1f "
            "GFLOP/s for %d threads on idle cores\n", threads, wan_cpu_kernel_name(), peak[0], peak[1], threads);
-    const wan_dtype all[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16 };
+    static const wan_dtype all[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16, WAN_DTYPE_I8 };
+    static const char *const names[] = { "f32", "bf16", "f16", "q8_0" };
     for (int i = 0; i < n; i++)
-        for (int d = 0; d < 3; d++) {
-            if (strcmp(dts, "all") ? strcmp(dts, wan_dtype_name(all[d])) && !(d == 0 && !strcmp(dts, "f32")) &&
-                                         !(d == 1 && !strcmp(dts, "bf16")) && !(d == 2 && !strcmp(dts, "f16"))
-                                   : d == 2)
+        for (int d = 0; d < 4; d++) {
+            if (strcmp(dts, "all") ? strcasecmp(dts, names[d]) && strcmp(dts, wan_dtype_name(all[d])) : d == 2)
+                continue; /* "all": f32, bf16 and q8_0 */
+            if (all[d] == WAN_DTYPE_I8 && (sh[i].K % WAN_Q8_BLOCK)) {
+                printf("q8_0: skipping K = %lld (not whole blocks of %d)\n", (long long)sh[i].K, WAN_Q8_BLOCK);
                 continue;
+            }
             bench_shape(&sh[i], all[d], threads, reps, peak);
         }
     return 0;
