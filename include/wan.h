@@ -570,7 +570,8 @@ typedef enum wan_lora_mode {
                              Full deltas (.diff) are still merged, into an f32 copy of that one weight.  */
     WAN_LORA_MERGE,       /* W' = round(W + ΔW) to the stored dtype, in private copies of every changed
                              weight (made when the expert's steps start, freed when they end): no compute
-                             cost, the memory of the changed weights again                                */
+                             cost, the memory of the changed weights again. q8_0 weights are quantised
+                             again (same rule as wan convert); float8 ones are merged into BF16 copies   */
     WAN_LORA_MERGE_F32    /* W' = W + ΔW kept in f32 copies (no rounding; twice the memory of BF16 weights) */
 } wan_lora_mode;
 

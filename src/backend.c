@@ -147,10 +147,11 @@ wan_status wan_dit_upload(const wan_dit *src, wan_backend *be, wan_dit *dst, wan
     memset(dst, 0, sizeof *dst);
     const int64_t nl = dit_n_linears(src);
     for (int64_t i = 0; i < nl; i++)
-        if (dit_linear(src, i)->w.qscale)
-            return wan_err(err, WAN_ERR_UNSUPPORTED, "uploading the transformer to the %s backend: q8_0 weights "
-                           "('%s') run on the CPU backend only (convert the model with --dtype bf16 for this one)",
-                           be->name, dit_linear(src, i)->w.name ? dit_linear(src, i)->w.name : "?");
+        if (dit_linear(src, i)->w.qscale || wan_dtype_is_f8(dit_linear(src, i)->w.dtype))
+            return wan_err(err, WAN_ERR_UNSUPPORTED, "uploading the transformer to the %s backend: %s weights "
+                           "('%s') run on the CPU backend only (`wan convert SRC DST --dtype bf16` writes them as "
+                           "bf16)", be->name, dit_linear(src, i)->w.qscale ? "q8_0" : "float8",
+                           dit_linear(src, i)->w.name ? dit_linear(src, i)->w.name : "?");
     for (int64_t i = 0; i < nl; i++)
         if (dit_linear(src, i)->lora)
             return wan_err(err, WAN_ERR_UNSUPPORTED, "uploading the transformer to the %s backend: on-the-fly "

@@ -82,6 +82,9 @@ typedef struct wan_tensor {
      * WAN_Q8_BLOCK consecutive values of a row, [N, K / WAN_Q8_BLOCK] row-major, so that value k of row n is
      * data[n][k] · f32(qscale[n][k / WAN_Q8_BLOCK]). NULL for every other tensor. Borrowed. */
     const uint16_t *qscale;
+    /* F8_E4M3 / F8_E5M2 weights only: value = f32(data) · wscale (the per-tensor scale of a ComfyUI "fp8 scaled"
+     * checkpoint); 0 means 1. */
+    float wscale;
 } wan_tensor;
 
 /* Values per scale of q8_0 weights (docs/MODEL.md "Quantised weights"). */
@@ -125,6 +128,12 @@ static inline float wan_bf16_to_f32(uint16_t h)
 uint16_t wan_f32_to_bf16(float f);
 float wan_f16_to_f32(uint16_t h);
 uint16_t wan_f32_to_f16(float f);
+/* float8 (torch.float8_e4m3fn: bias 7, no infinities, S.1111.111 is NaN; torch.float8_e5m2: the top byte of an
+ * IEEE half) to f32, exactly. */
+float wan_f8e4m3_to_f32(uint8_t b);
+static inline float wan_f8e5m2_to_f32(uint8_t b) { return wan_f16_to_f32((uint16_t)(b << 8)); }
+/* Whether dt is one of the two float8 dtypes. */
+static inline bool wan_dtype_is_f8(wan_dtype dt) { return dt == WAN_DTYPE_F8_E4M3 || dt == WAN_DTYPE_F8_E5M2; }
 
 /* ---- tensor names ----------------------------------------------------------------------------- */
 

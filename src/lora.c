@@ -795,6 +795,8 @@ static wan_status rebind_pass(wan_lora_request *q, wan_dit_param *P, int nP, lin
         }
         const int64_t N = lin->w.ne[0], K = lin->w.ne[1];
         wan_dtype dt = q->mode == WAN_LORA_MERGE ? lin->w.dtype : WAN_DTYPE_F32;
+        if (wan_dtype_is_f8(dt)) /* float8 has no room for W + ΔW: merged in bf16 */
+            dt = WAN_DTYPE_BF16;
         void *data = lp[i].wf;
         if (lin->w.qscale && dt == WAN_DTYPE_I8) { /* q8_0: quantised again, row by row */
             int8_t *qv = bind_alloc(q, (size_t)(N * K), err);

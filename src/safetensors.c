@@ -576,11 +576,54 @@ wan_status wan_st_set_rename(wan_st_set *s, wan_st_rename_fn fn, void *user, wan
     return WAN_OK;
 }
 
+/* The per-tensor scale of the float8 weight e ("<module>.weight"): "<module>.weight_scale" (ComfyUI's comfy_quant
+ * files) or "<module>.scale_weight" (its older "scaled_fp8" files), one F32/F16/BF16 value; none: 1. */
+static wan_status get_f8_weight(const wan_st_set *s, const wan_st_entry *e, int64_t N, int64_t K, wan_tensor *out,
+                                wan_error *err)
+{
+    char sname[2][512];
+    const size_t n = strlen(e->name), wl = strlen(".weight");
+    snprintf(sname[0], sizeof sname[0], "%s_scale", e->name);
+    if (n > wl && !strcmp(e->name + n - wl, ".weight"))
+        snprintf(sname[1], sizeof sname[1], "%.*s.scale_weight", (int)(n - wl), e->name);
+    else
+        sname[1][0] = 0;
+    float scale = 1.0f;
+    for (int i = 0; i < 2; i++) {
+        const wan_st_entry *se = sname[i][0] ? wan_st_set_find(s, sname[i]) : NULL;
+        if (!se)
+            continue;
+        int64_t numel = 1;
+        for (int d = 0; d < se->t->ndim; d++)
+            numel *= se->t->shape[d];
+        const wan_dtype dt = se->t->dtype;
+        if (numel != 1 || (dt != WAN_DTYPE_F32 && dt != WAN_DTYPE_F16 && dt != WAN_DTYPE_BF16))
+            return wan_err(err, WAN_ERR_UNSUPPORTED, "%s: the scale '%s' of float8 weight '%s' is %s with %lld values "
+                           "(one F32, F16 or BF16 value per tensor is supported)", s->files[se->file]->path, sname[i],
+                           e->name, wan_dtype_name(dt), (long long)numel);
+        if (dt == WAN_DTYPE_F32)
+            memcpy(&scale, se->t->data, 4);
+        else {
+            uint16_t h;
+            memcpy(&h, se->t->data, 2);
+            scale = dt == WAN_DTYPE_F16 ? wan_f16_to_f32(h) : wan_bf16_to_f32(h);
+        }
+        if (!isfinite(scale) || scale == 0.0f)
+            return wan_err(err, WAN_ERR_FORMAT, "%s: the scale '%s' of float8 weight '%s' is %g",
+                           s->files[se->file]->path, sname[i], e->name, (double)scale);
+        break;
+    }
+    *out = wan_tensor_view(e->t->dtype, 2, (int64_t[]){ N, K }, (void *)e->t->data);
+    out->name = e->name;
+    out->wscale = scale;
+    return WAN_OK;
+}
+
 wan_status wan_st_set_get_weight(const wan_st_set *s, const char *name, int64_t N, int64_t K, wan_tensor *out,
                                  wan_error *err)
 {
     const wan_st_entry *e = wan_st_set_find(s, name);
-    if (!e || e->t->dtype != WAN_DTYPE_I8)
+    if (!e || (e->t->dtype != WAN_DTYPE_I8 && !wan_dtype_is_f8(e->t->dtype)))
         return wan_st_set_get(s, name, 2, (int64_t[]){ N, K }, out, err);
     const wan_st_tensor *t = e->t;
     const char *file = s->files[e->file]->path;
@@ -588,6 +631,8 @@ wan_status wan_st_set_get_weight(const wan_st_set *s, const char *name, int64_t 
     if (t->ndim != 2 || t->shape[0] != N || t->shape[1] != K)
         return wan_err(err, WAN_ERR_SHAPE, "%s: tensor '%s' has shape %s, the config implies %s", file, t->name,
                        wan_shape_str(t->ndim, t->shape, a, sizeof a), wan_shape_str(2, (int64_t[]){ N, K }, b, sizeof b));
+    if (t->dtype != WAN_DTYPE_I8)
+        return get_f8_weight(s, e, N, K, out, err);
     if (K % WAN_Q8_BLOCK)
         return wan_err(err, WAN_ERR_UNSUPPORTED, "%s: tensor '%s' is I8 (q8_0) but its rows of %lld values are not "
                        "whole blocks of %d", file, t->name, (long long)K, WAN_Q8_BLOCK);

@@ -93,9 +93,11 @@ const wan_st_entry *wan_st_set_find(const wan_st_set *s, const char *name);
 wan_status wan_st_set_get(const wan_st_set *s, const char *name, int ndim, const int64_t *shape,
                           wan_tensor *out, wan_error *err);
 
-/* Looks up the 2-D weight `name` of a linear layer, [N, K]: F32/F16/BF16 as wan_st_set_get, or q8_0: `name`
+/* Looks up the 2-D weight `name` of a linear layer, [N, K]: F32/F16/BF16 as wan_st_set_get; q8_0: `name`
  * of dtype I8 with `<name>_scale` of dtype F16, [N, K / WAN_Q8_BLOCK] (K a multiple of WAN_Q8_BLOCK), given as an
- * I8 view with out->qscale set. Errors as wan_st_set_get's, and for a missing or misshapen scale tensor. */
+ * I8 view with out->qscale set; or float8 (F8_E4M3, F8_E5M2) with an optional per-tensor scale, given in
+ * out->wscale (see get_f8_weight in safetensors.c for the names). Errors as wan_st_set_get's, and for a missing or
+ * misshapen scale tensor. */
 wan_status wan_st_set_get_weight(const wan_st_set *s, const char *name, int64_t N, int64_t K, wan_tensor *out,
                                  wan_error *err);
 

@@ -194,6 +194,38 @@ TEST(dit_bf16_products)
     CHECK(ok);
 }
 
+/* ComfyUI "fp8 scaled" checkpoints (tools/ref/dump_fp8.py): float8 linear weights with one f32 scale per tensor, in
+ * both naming conventions (scale_weight with the model.diffusion_model. prefix; weight_scale + comfy_quant), E4M3
+ * and E5M2, some without a scale. The reference is diffusers' float32 forward with the dequantised weights, so the
+ * parity bound is DIT_TOL. */
+static void fp8_case(const char *folder, const char *ref_name, int *failed_)
+{
+    char err[512] = "";
+    wan_model_t *m = NULL;
+    dit_case c;
+    wan_host_tensor ref = { 0 }, out = { 0 };
+    CHECK_RC(wan_model_load(wan_test_fixture(folder), NULL, &m, err, sizeof err), WAN_OK, err);
+    CHECK_RC(case_load("transformer/t2v_high.safetensors", &c, err, sizeof err), WAN_OK, err);
+    CHECK(wan_test_read("fp8/reference.safetensors", ref_name, WAN_DTYPE_F32, &ref));
+    wan_component_info info;
+    CHECK(wan_model_component_info(m, WAN_COMPONENT_TRANSFORMER, &info) == WAN_OK);
+    printf("    %s: %lld bytes F8_E4M3, %lld F8_E5M2, %lld F32\n", folder,
+           (long long)info.bytes_by_dtype[WAN_DTYPE_F8_E4M3], (long long)info.bytes_by_dtype[WAN_DTYPE_F8_E5M2],
+           (long long)info.bytes_by_dtype[WAN_DTYPE_F32]);
+    CHECK_RC(wan_transformer_forward(m, 0, &c.x, &c.t, &c.ctx, &out, 2, err, sizeof err), WAN_OK, err);
+    char name[160];
+    snprintf(name, sizeof name, "%s sample", folder);
+    const int ok = wan_test_compare(name, out.data, ref.data, (size_t)wan_host_tensor_numel(&out), DIT_TOL);
+    wan_host_tensor_free(&out);
+    wan_host_tensor_free(&ref);
+    case_free(&c);
+    wan_model_free(m);
+    CHECK(ok);
+}
+
+TEST(dit_fp8_comfy_scaled_e4m3) { fp8_case("fp8/comfy_scaled_e4m3", "sample_e4m3_scaled", failed_); }
+TEST(dit_fp8_comfy_quant_e5m2) { fp8_case("fp8/comfy_quant_e5m2", "sample_e5m2", failed_); }
+
 TEST(dit_parity_t2v_batch2)
 {
     CHECK(api_case("tiny-wan22-t2v", 0, "transformer/t2v_high_b2.safetensors", "t2v batch 2", NULL));

@@ -53,6 +53,20 @@ static uint8_t *make_weights(const gemm_case *c, float *wf, wan_tensor *w)
             wan_q8_row_to_f32(w, n, 0, c->K, wf + n * c->K);
         return store;
     }
+    if (wan_dtype_is_f8(c->dt)) { /* random finite codes, a per-tensor scale that brings them to ~[-1, 1] */
+        w->wscale = c->dt == WAN_DTYPE_F8_E4M3 ? 1.0f / 448.0f : 1.0f / 57344.0f;
+        for (int64_t i = 0; i < c->N * c->K; i++) {
+            uint8_t b;
+            float v;
+            do {
+                b = (uint8_t)(frand() * 128.0f + 128.0f);
+                v = c->dt == WAN_DTYPE_F8_E4M3 ? wan_f8e4m3_to_f32(b) : wan_f8e5m2_to_f32(b);
+            } while (!isfinite(v));
+            data[i] = b;
+            wf[i] = v * w->wscale;
+        }
+        return store;
+    }
     for (int64_t i = 0; i < c->N * c->K; i++) {
         float v = 0.5f * frand();
         if (c->dt == WAN_DTYPE_BF16) {
@@ -146,6 +160,9 @@ TEST(gemm_packed_every_isa)
         { 13, 33, 320, 321, 40, WAN_DTYPE_I8, 1, 1, 2 },     /* two depth blocks, odd addresses        */
         { 97, 48, 288, 288, 48, WAN_DTYPE_I8, 0, 1, 3 },     /* full panels, 3 threads                 */
         { 2, 9000, 32, 32, 9000, WAN_DTYPE_I8, 3, 1, 1 },
+        { 13, 33, 300, 301, 40, WAN_DTYPE_F8_E4M3, 1, 1, 2 }, /* float8 with a scale: edges, two depth blocks */
+        { 97, 48, 264, 264, 48, WAN_DTYPE_F8_E5M2, 0, 1, 3 },
+        { 5, 16, 8, 8, 16, WAN_DTYPE_F8_E4M3, 3, 0, 1 },
     };
     for (size_t t = 0; t < sizeof g_tables / sizeof *g_tables; t++) {
         if (!wan_kernels_supported(g_tables[t])) {
@@ -172,6 +189,7 @@ TEST(gemm_bf16_products)
         { 31, 40, 100, 100, 41, WAN_DTYPE_F16, 0, 1, 2 },
         { 64, 64, 32, 32, 64, WAN_DTYPE_F16, 1, 1, 1 },
         { 40, 33, 608, 608, 40, WAN_DTYPE_I8, 1, 1, 2 },
+        { 33, 40, 300, 300, 40, WAN_DTYPE_F8_E4M3, 1, 1, 2 },
         { 32, 64, 64, 64, 64, WAN_DTYPE_I8, 0, 0, 1 },
     };
     static const wan_gemm_ukr *const ukrs[] = { &wan_gemm_ukr_avx512bf16, &wan_gemm_ukr_amx };
@@ -196,6 +214,8 @@ TEST(gemm_rows_every_isa)
         { 2, 17, 16, 16, 17, WAN_DTYPE_F32, 2, 1, 3 },
         { 1, 30, 32, 32, 30, WAN_DTYPE_I8, 0, 1, 1 },
         { 3, 50, 96, 100, 51, WAN_DTYPE_I8, 1, 0, 2 },
+        { 2, 20, 37, 37, 20, WAN_DTYPE_F8_E4M3, 1, 1, 2 },
+        { 4, 9, 64, 64, 9, WAN_DTYPE_F8_E5M2, 0, 0, 1 },
     };
     for (size_t t = 0; t < sizeof g_tables / sizeof *g_tables; t++) {
         if (!wan_kernels_supported(g_tables[t])) {
@@ -211,9 +231,10 @@ TEST(gemm_rows_every_isa)
 TEST(gemm_linear_modes)
 {
     static const wan_linear_mode modes[] = { WAN_LINEAR_AUTO, WAN_LINEAR_BLAS, WAN_LINEAR_PACKED };
-    static const wan_dtype dts[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16, WAN_DTYPE_I8 };
+    static const wan_dtype dts[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16, WAN_DTYPE_I8, WAN_DTYPE_F8_E4M3,
+                                     WAN_DTYPE_F8_E5M2 };
     for (size_t mi = 0; mi < 3; mi++)
-        for (size_t di = 0; di < 4; di++)
+        for (size_t di = 0; di < sizeof dts / sizeof *dts; di++)
             for (int64_t M = 1; M <= 130; M += 129) {
                 const int64_t N = 70, K = dts[di] == WAN_DTYPE_I8 ? 320 : 300;
                 gemm_case c = { M, N, K, K, N, dts[di], 0, 1, 2 };
@@ -246,4 +267,53 @@ TEST(gemm_linear_modes)
                 wan_free(scratch);
                 CHECK(ok);
             }
+}
+
+/* The float8 decoders (scalar, and the AVX2 one through the packed GEMM of one-hot rows) against torch's values of
+ * all 256 codes of both formats (tests/fixtures/fp8/reference.safetensors, tools/ref/dump_fp8.py). */
+TEST(gemm_float8_codes_match_torch)
+{
+    static const wan_dtype dts[2] = { WAN_DTYPE_F8_E4M3, WAN_DTYPE_F8_E5M2 };
+    static const char *const names[2] = { "e4m3fn_codes", "e5m2_codes" };
+    for (int f = 0; f < 2; f++) {
+        wan_host_tensor ref = { 0 };
+        CHECK(wan_test_read("fp8/reference.safetensors", names[f], WAN_DTYPE_F32, &ref));
+        const float *r = ref.data;
+        uint8_t codes[256];
+        float got[256];
+        for (int i = 0; i < 256; i++)
+            codes[i] = (uint8_t)i;
+        wan_tensor w = wan_tensor_view(dts[f], 2, (int64_t[]){ 1, 256 }, codes);
+        wan_cpu_weight_row_to_f32(&w, 256, 0, 0, 256, got);
+        int nan = 0;
+        for (int i = 0; i < 256; i++) {
+            nan += isnan(r[i]);
+            CHECK_MSG(isnan(r[i]) ? isnan(got[i]) : got[i] == r[i] && signbit(got[i]) == signbit(r[i]),
+                      "%s code %d: %g, torch %g", names[f], i, (double)got[i], (double)r[i]);
+        }
+        /* the SIMD decode: W [8, 256] of the finite codes (NaN ones as 0), y = I · Wᵀ gives them back */
+        uint8_t wb[8 * 256];
+        float *x = wan_calloc(256 * 256, sizeof(float)), *y = wan_malloc(256 * 8 * sizeof(float));
+        float *scratch = wan_malloc((size_t)wan_gemm_scratch(8, 256) * sizeof(float));
+        CHECK(x && y && scratch);
+        for (int n = 0; n < 8; n++)
+            for (int k = 0; k < 256; k++)
+                wb[n * 256 + k] = isfinite(r[k]) ? (uint8_t)k : 0;
+        for (int k = 0; k < 256; k++)
+            x[k * 256 + k] = 1.0f;
+        wan_tensor w8 = wan_tensor_view(dts[f], 2, (int64_t[]){ 8, 256 }, wb);
+        for (size_t t = 0; t < sizeof g_tables / sizeof *g_tables; t++) {
+            if (!wan_kernels_supported(g_tables[t]))
+                continue;
+            wan_gemm_packed(g_tables[t]->gemm, x, 256, 256, &w8, NULL, y, 8, scratch, 1);
+            int bad = 0;
+            for (int k = 0; k < 256; k++)
+                for (int n = 0; n < 8; n++)
+                    bad += y[k * 8 + n] != (isfinite(r[k]) ? r[k] : 0.0f);
+            CHECK_MSG(!bad, "%s, %s: %d values differ", names[f], g_tables[t]->gemm->name, bad);
+        }
+        printf("    %s: 256 codes (%d NaN) equal torch's, scalar and packed\n", names[f], nan);
+        wan_free(x), wan_free(y), wan_free(scratch);
+        wan_host_tensor_free(&ref);
+    }
 }

@@ -77,9 +77,14 @@ void wan_cpu_to_f32(const void *src, wan_dtype dtype, float *dst, int64_t n)
 
 void wan_cpu_weight_row_to_f32(const wan_tensor *w, int64_t ldw, int64_t row, int64_t k0, int64_t n, float *dst)
 {
-    if (w->qscale)
+    if (w->qscale) {
         wan_q8_row_to_f32(w, row, k0, n, dst);
-    else
+    } else if (wan_dtype_is_f8(w->dtype)) {
+        const uint8_t *p = (const uint8_t *)w->data + row * ldw + k0;
+        const float s = w->wscale != 0.0f ? w->wscale : 1.0f;
+        for (int64_t k = 0; k < n; k++)
+            dst[k] = (w->dtype == WAN_DTYPE_F8_E4M3 ? wan_f8e4m3_to_f32(p[k]) : wan_f8e5m2_to_f32(p[k])) * s;
+    } else
         wan_cpu_to_f32((const uint8_t *)w->data + (size_t)(row * ldw + k0) * wan_dtype_size(w->dtype), w->dtype, dst,
                        n);
 }

@@ -57,14 +57,15 @@ static inline void gemm_pack_b_bf16(const wan_gemm_ukr *u, const wan_tensor *w, 
     const int64_t slots = wan_gemm_slots(u, kc);
     uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
     const size_t es = wan_dtype_size(w->dtype);
-    float q8[2 * WAN_GEMM_KC]; /* a q8_0 row segment as f32 first */
+    const int conv = w->qscale || wan_dtype_is_f8(w->dtype); /* q8_0 and float8: a row segment as f32 first */
+    float tmp[2 * WAN_GEMM_KC];
     for (int j = 0; j < nr; j++) {
         const void *src = NULL;
-        if (j < rows && w->qscale)
-            wan_q8_row_to_f32(w, n0 + j, k0, kc, q8), src = q8;
+        if (j < rows && conv)
+            wan_cpu_weight_row_to_f32(w, ldw, n0 + j, k0, kc, tmp), src = tmp;
         else if (j < rows)
             src = (const uint8_t *)w->data + (size_t)((n0 + j) * ldw + k0) * es;
-        bf16_pairs(src, w->qscale ? WAN_DTYPE_F32 : w->dtype, kc, slots, line);
+        bf16_pairs(src, conv ? WAN_DTYPE_F32 : w->dtype, kc, slots, line);
         for (int64_t s = 0; s < slots; s++)
             d[s * nr + j] = line[s];
     }

@@ -8,6 +8,7 @@
 #include "quant.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 /* Eight consecutive F32/BF16/F16 values at element k of w (any alignment), as f32. */
@@ -27,6 +28,24 @@ static inline __m256 load8_q8(const int8_t *q, int64_t k, __m256 s)
     __m128i v;
     memcpy(&v, q + k, 8);
     return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), s);
+}
+
+/* Eight consecutive float8 values (F8_E4M3 or F8_E5M2) at p (any alignment), times s, as f32. E4M3: normal codes
+ * become f32 bits by moving the exponent and mantissa up 20 bits and adding 120 to the exponent; subnormal ones
+ * (exponent 0) are m · 2^-9; S.1111.111 is NaN. E5M2 is the top byte of a half. */
+static inline __m256 load8_f8(const uint8_t *p, wan_dtype dt, __m256 s)
+{
+    __m128i v;
+    memcpy(&v, p, 8);
+    if (dt == WAN_DTYPE_F8_E5M2)
+        return _mm256_mul_ps(_mm256_cvtph_ps(_mm_slli_epi16(_mm_cvtepu8_epi16(v), 8)), s);
+    const __m256i x = _mm256_cvtepu8_epi32(v), em = _mm256_and_si256(x, _mm256_set1_epi32(0x7F));
+    const __m256 normal = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(em, 20), _mm256_set1_epi32(120 << 23)));
+    const __m256 subn = _mm256_mul_ps(_mm256_cvtepi32_ps(em), _mm256_set1_ps(1.0f / 512.0f));
+    __m256 r = _mm256_blendv_ps(subn, normal, _mm256_castsi256_ps(_mm256_cmpgt_epi32(em, _mm256_set1_epi32(7))));
+    r = _mm256_blendv_ps(r, _mm256_set1_ps(NAN), _mm256_castsi256_ps(_mm256_cmpeq_epi32(em, _mm256_set1_epi32(0x7F))));
+    r = _mm256_or_ps(r, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x80)), 24)));
+    return _mm256_mul_ps(r, s);
 }
 
 /* 8 x 8 transpose of r[0..7]: dst[p·ldd + i] = r[i][p], stored from p = 0 up (so that with ldd < 8 each line's tail
@@ -67,6 +86,18 @@ static inline void gemm_pack_b_simd(int nr, const wan_tensor *w, int64_t ldw, in
                 for (int i = 0; i < 8; i++)
                     r[i] = load8_q8(src, (j + i) * ldw + p,
                                     _mm256_set1_ps(wan_q8_scale(w->qscale, (n0 + j + i) * nb + (k0 + p) / WAN_Q8_BLOCK)));
+                transpose8_store(r, dst + p * nr + j, nr);
+            }
+        return;
+    }
+    if (rows == nr && kc % 8 == 0 && wan_dtype_is_f8(dtype)) {
+        const uint8_t *src = (const uint8_t *)w->data + n0 * ldw + k0;
+        const __m256 s = _mm256_set1_ps(w->wscale != 0.0f ? w->wscale : 1.0f);
+        for (int j = 0; j < nr; j += 8)
+            for (int64_t p = 0; p < kc; p += 8) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++)
+                    r[i] = load8_f8(src + (j + i) * ldw + p, dtype, s);
                 transpose8_store(r, dst + p * nr + j, nr);
             }
         return;
@@ -132,6 +163,22 @@ static inline float gemm_dot_simd(const float *x, const wan_tensor *wt, int64_t 
         return hsum(_mm256_add_ps(s0, s1));
     }
     const wan_dtype dtype = wt->dtype;
+    if (wan_dtype_is_f8(dtype)) {
+        const uint8_t *q = (const uint8_t *)wt->data + row * K;
+        const __m256 sc = _mm256_set1_ps(wt->wscale != 0.0f ? wt->wscale : 1.0f);
+        for (; k + 16 <= K; k += 16) {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8_f8(q + k, dtype, sc), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), load8_f8(q + k + 8, dtype, sc), s1);
+        }
+        float s = hsum(_mm256_add_ps(s0, s1));
+        if (k < K) {
+            float t[16];
+            wan_cpu_weight_row_to_f32(wt, K, row, k, K - k, t);
+            for (int64_t i = k; i < K; i++)
+                s += x[i] * t[i - k];
+        }
+        return s;
+    }
     const uint8_t *w = (const uint8_t *)wt->data + (size_t)(row * K) * wan_dtype_size(dtype);
     for (; k + 16 <= K; k += 16) {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(w, dtype, k), s0);
