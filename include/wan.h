@@ -950,13 +950,14 @@ typedef enum wan_quant {
 typedef struct wan_convert_params {
     wan_convert_layout layout;
     int dtype;           /* < 0: keep every tensor's dtype; WAN_DTYPE_F32, F16 or BF16: convert every F32/F16/BF16
-                            tensor (round to nearest even, as torch's .to()); integer tensors are kept. A q8_0 source
-                            (I8 weights with their scales) is written back as floats of this dtype unless quantize is
-                            set; with dtype < 0, or with quantize, it is copied as it is                        */
+                            tensor (round to nearest even, as torch's .to()); integer tensors are kept. Quantised
+                            weights (q8_0; float8 with ComfyUI's per-tensor scales) are written back as floats of this
+                            dtype (their scale tensors dropped), except q8_0 ones when quantize is set too; with
+                            dtype < 0 they are copied as they are                                          */
     int64_t shard_bytes; /* largest shard in bytes of tensor data (a bigger single tensor gets its own shard);
                             a component that fits in one shard is one file without an index              */
-    wan_quant quantize;  /* WAN_QUANT_Q8_0: quantise the float linear weights of the blocks (dtype then applies to the
-                            rest)                                                                        */
+    wan_quant quantize;  /* WAN_QUANT_Q8_0: quantise the float (and float8) linear weights of the blocks (dtype then
+                            applies to the rest)                                                         */
 } wan_convert_params;
 
 /* Defaults, by value: diffusers layout, dtypes kept, 5 GB (5·10^9 bytes) shards, no quantisation. */

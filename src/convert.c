@@ -4,6 +4,7 @@
  * is fsync'ed, and the folder is renamed to DST only when complete. */
 #define _GNU_SOURCE
 #include "convert.h"
+#include "cpu/gemm.h"
 #include "quant.h"
 
 #include "model_dir.h"
@@ -38,15 +39,15 @@ typedef struct writer {
 /* How an output tensor is made from its source. */
 typedef enum out_kind {
     OUT_COPY = 0,  /* the source's values, in `dtype` */
-    OUT_Q8_VALUES, /* a float [N, K] source quantised to q8_0: the I8 values */
+    OUT_Q8_VALUES, /* a [N, K] weight (float, or float8) quantised to q8_0: the I8 values */
     OUT_Q8_SCALES, /* ... and its F16 scales, [N, K / WAN_Q8_BLOCK] */
-    OUT_DEQUANT    /* a q8_0 source (values t, scales s) as floats of `dtype` */
+    OUT_DEQUANT    /* a quantised weight (q8_0, float8 with its scale) as floats of `dtype` */
 } out_kind;
 
 typedef struct out_tensor {
     char *name;             /* name in the output */
     const wan_st_tensor *t; /* source */
-    const wan_st_tensor *s; /* OUT_DEQUANT: the source's scales */
+    wan_tensor w;           /* other kinds than OUT_COPY: the source as a weight view, with its scales */
     wan_dtype dtype;        /* dtype in the output */
     out_kind kind;
 } out_tensor;
@@ -180,29 +181,25 @@ static int64_t out_bytes(const out_tensor *o)
     return n * (int64_t)wan_dtype_size(o->dtype);
 }
 
-/* Writes a q8_0 output (values or scales of a float source, or a q8_0 source as floats) row by row. */
+/* Writes a weight row by row: as q8_0 values or scales, or dequantised to floats. */
 static wan_status write_q8(writer *w, FILE *f, const out_tensor *o, const char *path)
 {
     const int64_t N = o->t->shape[0], K = o->t->shape[1], nb = K / WAN_Q8_BLOCK;
-    const size_t ses = wan_dtype_size(o->t->dtype), des = wan_dtype_size(o->dtype);
+    const size_t des = wan_dtype_size(o->dtype);
     float *x = wan_malloc(sizeof(float) * (size_t)K);
     uint8_t *buf = wan_malloc((size_t)K * 4);
     int8_t *q = wan_malloc((size_t)K);
     uint16_t *sc = wan_malloc(sizeof(uint16_t) * (size_t)(nb ? nb : 1));
     wan_status rc = x && buf && q && sc ? WAN_OK : wan_err(w->err, WAN_ERR_NOMEM, "%s: out of memory", path);
-    wan_tensor src = wan_tensor_view(WAN_DTYPE_I8, 2, (int64_t[]){ N, K }, (void *)o->t->data);
-    src.qscale = o->s ? (const uint16_t *)o->s->data : NULL;
     for (int64_t r = 0; rc == WAN_OK && r < N; r++) {
         const void *out;
         size_t bytes;
+        wan_cpu_weight_row_to_f32(&o->w, K, r, 0, K, x);
         if (o->kind == OUT_DEQUANT) {
-            wan_q8_row_to_f32(&src, r, 0, K, x);
             for (int64_t k = 0; k < K; k++)
                 store_f(buf + k * des, o->dtype, x[k]);
             out = buf, bytes = (size_t)K * des;
         } else {
-            for (int64_t k = 0; k < K; k++)
-                x[k] = load_f(o->t->data + (size_t)(r * K + k) * ses, o->t->dtype);
             wan_q8_quantize_row(x, K, q, sc);
             for (int64_t b = 0; b < nb; b++) /* little-endian F16 in the file */
                 buf[2 * b] = (uint8_t)sc[b], buf[2 * b + 1] = (uint8_t)(sc[b] >> 8);
@@ -378,31 +375,46 @@ static bool quant_target(wan_component c, const char *name)
     return false;
 }
 
-/* The F16 scales of entry e when e is a q8_0 weight (I8 [N, K] with "<name>_scale" [N, K / WAN_Q8_BLOCK]). */
-static const wan_st_tensor *q8_scales(const wan_st_set *s, const wan_st_entry *e)
+/* Whether entry e is a quantised weight that wan_st_set_get_weight binds (q8_0 with its scales, or float8 with its
+ * optional scale); its view in *qv. */
+static bool quantised_weight(const wan_st_set *s, const wan_st_entry *e, wan_tensor *qv)
 {
-    char name[512];
-    if (e->t->dtype != WAN_DTYPE_I8 || e->t->ndim != 2 || e->t->shape[1] % WAN_Q8_BLOCK ||
-        snprintf(name, sizeof name, "%s_scale", e->name) >= (int)sizeof name)
-        return NULL;
-    const wan_st_entry *se = wan_st_set_find(s, name);
-    return se && se->t->dtype == WAN_DTYPE_F16 && se->t->ndim == 2 && se->t->shape[0] == e->t->shape[0] &&
-                   se->t->shape[1] == e->t->shape[1] / WAN_Q8_BLOCK
-               ? se->t
-               : NULL;
+    wan_error err = { 0 };
+    return (e->t->dtype == WAN_DTYPE_I8 || wan_dtype_is_f8(e->t->dtype)) && e->t->ndim == 2 &&
+           wan_st_set_get_weight(s, e->name, e->t->shape[0], e->t->shape[1], qv, &err) == WAN_OK;
 }
 
-/* Whether entry e is the scales of a q8_0 weight of s. */
-static bool is_q8_scales(const wan_st_set *s, const wan_st_entry *e)
+/* How weight e is written: quantised to q8_0 (--quantize q8_0, a quant_target float or float8 weight),
+ * dequantised (a quantised source with --dtype, but q8_0 stays q8_0 under --quantize q8_0), or copied. */
+static out_kind weight_kind(const writer *w, wan_component c, const wan_st_entry *e, bool quantised)
 {
-    const size_t n = strlen(e->name), sl = strlen("_scale");
-    char base[512];
-    if (n <= sl || n - sl >= sizeof base || strcmp(e->name + n - sl, "_scale"))
-        return false;
-    memcpy(base, e->name, n - sl);
-    base[n - sl] = 0;
-    const wan_st_entry *we = wan_st_set_find(s, base);
-    return we && q8_scales(s, we) == e->t;
+    const wan_st_tensor *t = e->t;
+    if (w->p.quantize == WAN_QUANT_Q8_0 && t->dtype != WAN_DTYPE_I8 && (quantised || is_float(t->dtype)) &&
+        t->ndim == 2 && t->shape[1] % WAN_Q8_BLOCK == 0 && quant_target(c, e->name))
+        return OUT_Q8_VALUES;
+    if (quantised && w->p.dtype >= 0 && !(t->dtype == WAN_DTYPE_I8 && w->p.quantize == WAN_QUANT_Q8_0))
+        return OUT_DEQUANT;
+    return OUT_COPY;
+}
+
+/* The quantised weight entry e belongs to, or NULL: "<weight>_scale" (q8_0 scales, ComfyUI's weight_scale), and
+ * ComfyUI's "<module>.scale_weight", ".comfy_quant", ".input_scale", ".scale_input" beside a float8 "<module>.weight".
+ */
+static const wan_st_entry *aux_owner(const wan_st_set *s, const wan_st_entry *e, wan_tensor *qv)
+{
+    static const char *const sfx[] = { "_scale", ".scale_weight", ".comfy_quant", ".input_scale", ".scale_input" };
+    const size_t n = strlen(e->name);
+    for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
+        const size_t l = strlen(sfx[i]);
+        char base[512];
+        if (n <= l || strcmp(e->name + n - l, sfx[i]) ||
+            snprintf(base, sizeof base, "%.*s%s", (int)(n - l), e->name, i ? ".weight" : "") >= (int)sizeof base)
+            continue;
+        const wan_st_entry *we = wan_st_set_find(s, base);
+        if (we && quantised_weight(s, we, qv) && (i == 0 || wan_dtype_is_f8(we->t->dtype)))
+            return we;
+    }
+    return NULL;
 }
 
 /* Appends output tensor `name` (renamed by fn when given, then `suffix`) to v[*n]. */
@@ -419,8 +431,8 @@ static wan_status add_out(writer *w, out_tensor *v, int *n, const char *name, co
 
 /* The tensors of a component under their output names (renamed by fn when given), sorted; the tied
  * alias encoder.embed_tokens.weight is dropped when shared.weight is there (save_pretrained does too).
- * --quantize q8_0 turns each float linear weight quant_target names into two tensors; a q8_0 source is kept as it
- * is, or written as floats when only a float dtype is asked for. */
+ * --quantize q8_0 turns each float (or float8) linear weight quant_target names into two tensors; quantised sources
+ * (q8_0, float8) are kept as they are with their scales, or written as floats when a float dtype is asked for. */
 static wan_status gather(writer *w, wan_component c, wan_st_rename_fn fn, void *user, out_tensor **out, int *nout)
 {
     const wan_st_set *s = wan_model_weights(w->m, c);
@@ -429,26 +441,36 @@ static wan_status gather(writer *w, wan_component c, wan_st_rename_fn fn, void *
         return wan_err(w->err, WAN_ERR_NOMEM, "out of memory");
     int n = 0;
     bool shared = wan_st_set_find(s, "shared.weight") != NULL;
-    const bool dequant = w->p.dtype >= 0 && w->p.quantize == WAN_QUANT_NONE;
     wan_status rc = WAN_OK;
     for (int i = 0; rc == WAN_OK && i < s->n; i++) {
-        const wan_st_entry *e = &s->entries[i];
-        const wan_st_tensor *t = e->t, *sc = q8_scales(s, e);
+        const wan_st_entry *e = &s->entries[i], *owner;
+        const wan_st_tensor *t = e->t;
+        wan_tensor qv;
         if (shared && !strcmp(e->name, "encoder.embed_tokens.weight"))
             continue;
-        if (is_q8_scales(s, e)) {
-            if (!dequant) /* bit for bit: F16 whatever --dtype says */
+        if ((owner = aux_owner(s, e, &qv))) { /* kept bit for bit beside a kept weight, whatever --dtype says */
+            if (weight_kind(w, c, owner, true) == OUT_COPY)
                 rc = add_out(w, v, &n, e->name, "", fn, user, (out_tensor){ .t = t, .dtype = t->dtype });
-        } else if (sc && dequant) {
+            continue;
+        }
+        if (!strcmp(e->name, "scaled_fp8")) { /* ComfyUI's marker: meaningless once its float8 is dequantised */
+            if (w->p.dtype < 0)
+                rc = add_out(w, v, &n, e->name, "", fn, user, (out_tensor){ .t = t, .dtype = t->dtype });
+            continue;
+        }
+        const bool quantised = quantised_weight(s, e, &qv);
+        const out_kind k = weight_kind(w, c, e, quantised);
+        if (!quantised && k != OUT_COPY)
+            qv = wan_tensor_view(t->dtype, 2, (int64_t[]){ t->shape[0], t->shape[1] }, (void *)t->data);
+        if (k == OUT_Q8_VALUES) {
             rc = add_out(w, v, &n, e->name, "", fn, user,
-                         (out_tensor){ .t = t, .s = sc, .dtype = (wan_dtype)w->p.dtype, .kind = OUT_DEQUANT });
-        } else if (w->p.quantize == WAN_QUANT_Q8_0 && is_float(t->dtype) && t->ndim == 2 &&
-                   t->shape[1] % WAN_Q8_BLOCK == 0 && quant_target(c, e->name)) {
-            rc = add_out(w, v, &n, e->name, "", fn, user,
-                         (out_tensor){ .t = t, .dtype = WAN_DTYPE_I8, .kind = OUT_Q8_VALUES });
+                         (out_tensor){ .t = t, .w = qv, .dtype = WAN_DTYPE_I8, .kind = OUT_Q8_VALUES });
             if (rc == WAN_OK)
                 rc = add_out(w, v, &n, e->name, "_scale", fn, user,
-                             (out_tensor){ .t = t, .dtype = WAN_DTYPE_F16, .kind = OUT_Q8_SCALES });
+                             (out_tensor){ .t = t, .w = qv, .dtype = WAN_DTYPE_F16, .kind = OUT_Q8_SCALES });
+        } else if (k == OUT_DEQUANT) {
+            rc = add_out(w, v, &n, e->name, "", fn, user,
+                         (out_tensor){ .t = t, .w = qv, .dtype = (wan_dtype)w->p.dtype, .kind = OUT_DEQUANT });
         } else {
             rc = add_out(w, v, &n, e->name, "", fn, user,
                          (out_tensor){ .t = t, .dtype = w->p.dtype >= 0 && is_float(t->dtype) ? (wan_dtype)w->p.dtype

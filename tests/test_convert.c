@@ -490,3 +490,70 @@ TEST(convert_q8_0)
     wan_model_free(d);
     wan_test_rm_tree(tmp);
 }
+
+/* ComfyUI float8 checkpoints (tests/fixtures/fp8): copied as they are (float8 with their scales, markers and
+ * comfy_quant, renamed to diffusers names) they load and give the same forward; --dtype f32 writes the values the
+ * kernels see (float8 · scale, the scale tensors dropped), so that copy's forward is the same too; --quantize q8_0
+ * quantises those values (within the q8_0 bound of the float8 model's reference). */
+TEST(convert_float8)
+{
+    static const char *const src[2] = { "fp8/comfy_scaled_e4m3", "fp8/comfy_quant_e5m2" };
+    static const char *const ref_name[2] = { "sample_e4m3_scaled", "sample_e5m2" };
+    for (int f = 0; f < 2; f++) {
+        char tmp[] = "/tmp/wan-convert-XXXXXX", err[1024] = "", keep[300], f32[300], q8[300];
+        CHECK(mkdtemp(tmp));
+        snprintf(keep, sizeof keep, "%s/keep", tmp);
+        snprintf(f32, sizeof f32, "%s/f32", tmp);
+        snprintf(q8, sizeof q8, "%s/q8", tmp);
+        const char *s = wan_test_fixture(src[f]);
+        CHECK_RC(convert_q(s, keep, WAN_CONVERT_DIFFUSERS, -1, WAN_QUANT_NONE, err, sizeof err), WAN_OK, err);
+        CHECK_RC(convert_q(s, f32, WAN_CONVERT_DIFFUSERS, WAN_DTYPE_F32, WAN_QUANT_NONE, err, sizeof err), WAN_OK, err);
+        CHECK_RC(convert_q(s, q8, WAN_CONVERT_DIFFUSERS, -1, WAN_QUANT_Q8_0, err, sizeof err), WAN_OK, err);
+        wan_model_t *a = NULL, *k = NULL, *d = NULL, *q = NULL;
+        CHECK_RC(wan_model_load(s, NULL, &a, err, sizeof err), WAN_OK, err);
+        CHECK_RC(wan_model_load(keep, NULL, &k, err, sizeof err), WAN_OK, err);
+        CHECK_RC(wan_model_load(f32, NULL, &d, err, sizeof err), WAN_OK, err);
+        CHECK_RC(wan_model_load(q8, NULL, &q, err, sizeof err), WAN_OK, err);
+        const wan_st_set *sa = wan_model_weights(a, WAN_COMPONENT_TRANSFORMER),
+                         *sk = wan_model_weights(k, WAN_COMPONENT_TRANSFORMER),
+                         *sd = wan_model_weights(d, WAN_COMPONENT_TRANSFORMER),
+                         *sq = wan_model_weights(q, WAN_COMPONENT_TRANSFORMER);
+        CHECK(sk->n == sa->n); /* every tensor, the scales and markers too */
+        for (int i = 0; i < sa->n; i++) {
+            const wan_st_entry *e = wan_st_set_find(sk, sa->entries[i].name);
+            CHECK_MSG(e && e->t->dtype == sa->entries[i].t->dtype &&
+                          !memcmp(e->t->data, sa->entries[i].t->data, sa->entries[i].t->end - sa->entries[i].t->begin),
+                      "%s", sa->entries[i].name);
+        }
+        int n8 = 0, nq = 0;
+        for (int i = 0; i < sd->n; i++) {
+            const char *nm = sd->entries[i].name;
+            CHECK_MSG(sd->entries[i].t->dtype == WAN_DTYPE_F32 && !strstr(nm, "scale_weight") &&
+                          !strstr(nm, "comfy_quant") && !strstr(nm, "scaled_fp8") && !strstr(nm, "weight_scale"),
+                      "%s", nm);
+            const wan_st_entry *e8 = wan_st_set_find(sa, nm);
+            n8 += e8 && wan_dtype_is_f8(e8->t->dtype);
+        }
+        for (int i = 0; i < sq->n; i++)
+            nq += sq->entries[i].t->dtype == WAN_DTYPE_I8;
+        printf("    %s: %d float8 weights; f32 copy of %d tensors; %d of them q8_0 in the quantised copy\n", src[f],
+               n8, sd->n, nq);
+        CHECK(n8 == 2 * 10 + 6 && nq == 2 * 10); /* the blocks' 10 projections, and 6 linears outside them */
+        wan_host_tensor oa = { 0 }, ok = { 0 }, od = { 0 }, oq = { 0 }, ref = { 0 };
+        CHECK(dit_forward(a, &oa, NULL) && dit_forward(k, &ok, NULL) && dit_forward(d, &od, NULL) &&
+              dit_forward(q, &oq, NULL));
+        CHECK(wan_test_read("fp8/reference.safetensors", ref_name[f], WAN_DTYPE_F32, &ref));
+        const size_t nv = (size_t)wan_host_tensor_numel(&oa);
+        CHECK(wan_test_compare("float8 kept vs float8 source", ok.data, oa.data, nv, Q8_SAME_TOL));
+        CHECK(wan_test_compare("f32 copy vs float8 source", od.data, oa.data, nv, Q8_SAME_TOL));
+        CHECK(wan_test_compare("q8_0 of float8 vs reference", oq.data, ref.data, nv, Q8_REF_TOL));
+        wan_host_tensor *t[] = { &oa, &ok, &od, &oq, &ref };
+        for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+            wan_host_tensor_free(t[i]);
+        wan_model_free(a);
+        wan_model_free(k);
+        wan_model_free(d);
+        wan_model_free(q);
+        wan_test_rm_tree(tmp);
+    }
+}
