@@ -8,7 +8,9 @@
  * q8_0 weights (int8 with an F16 scale per 32 values, `wan convert --quantize q8_0`) go through the same packed GEMM,
  * converted as they are packed; OpenBLAS then gets them through the tiled conversion.
  *
- *   build/bench/gemm [--m TOKENS] [--threads N] [--reps R] [--dtype f32|bf16|f16|q8_0|all] [--shape N,K]...
+ * float8 weights (ComfyUI's E4M3 with a per-tensor scale) likewise.
+ *
+ *   build/bench/gemm [--m TOKENS] [--threads N] [--reps R] [--dtype f32|bf16|f16|q8_0|f8|all] [--shape N,K]...
  *
  * Default: M = 1560 tokens (one 480p latent frame), shapes (N, K) = (5120, 5120) attention projections,
  * (13824, 5120) FFN up, (5120, 13824) FFN down, and the one-row time projection (30720, 5120) with M = 1. */
@@ -124,8 +126,9 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
     float *y1 = wan_malloc((size_t)(s->M * s->N) * 4);
     const int64_t NK = s->N * s->K;
     void *wd = dt == WAN_DTYPE_F32 ? (void *)wf
-                                   : wan_malloc(dt == WAN_DTYPE_I8 ? (size_t)NK + (size_t)(NK / WAN_Q8_BLOCK) * 2
-                                                                   : (size_t)NK * 2);
+                                   : wan_malloc(dt == WAN_DTYPE_I8           ? (size_t)NK + (size_t)(NK / WAN_Q8_BLOCK) * 2
+                                                : dt == WAN_DTYPE_F8_E4M3 ? (size_t)NK
+                                                                          : (size_t)NK * 2);
     if (!x || !wf || !b || !y0 || !y1 || !wd) {
         fprintf(stderr, "bench: out of memory\n");
         exit(1);
@@ -134,7 +137,24 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
     fill(wf, s->N * s->K, 2, 1.0f / sqrtf((float)s->K));
     fill(b, s->N, 3, 0.1f);
     uint16_t *qs = dt == WAN_DTYPE_I8 ? (uint16_t *)(void *)((int8_t *)wd + NK) : NULL;
-    if (dt == WAN_DTYPE_I8) {
+    float f8_scale = 0.0f;
+    if (dt == WAN_DTYPE_F8_E4M3) { /* codes of w / scale, scale = max|w| / 448: nearest of the 256 values */
+        float amax = 0.0f, lut[256];
+        for (int64_t i = 0; i < NK; i++)
+            amax = fmaxf(amax, fabsf(wf[i]));
+        f8_scale = amax / 448.0f;
+        for (int c = 0; c < 256; c++)
+            lut[c] = wan_f8e4m3_to_f32((uint8_t)c);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < NK; i++) {
+            const float v = wf[i] / f8_scale;
+            int best = 0;
+            for (int c = 0; c < 256; c++)
+                if (isfinite(lut[c]) && fabsf(lut[c] - v) < fabsf(lut[best] - v))
+                    best = c;
+            ((uint8_t *)wd)[i] = (uint8_t)best;
+        }
+    } else if (dt == WAN_DTYPE_I8) {
 #pragma omp parallel for schedule(static)
         for (int64_t n = 0; n < s->N; n++)
             wan_q8_quantize_row(wf + n * s->K, s->K, (int8_t *)wd + n * s->K, qs + n * (s->K / WAN_Q8_BLOCK));
@@ -145,6 +165,7 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
     }
     wan_tensor w = wan_tensor_view(dt, 2, (int64_t[]){ s->N, s->K }, wd);
     w.qscale = qs;
+    w.wscale = f8_scale;
     printf("M %lld x N %lld x K %lld, %s weights, %.1f GFLOP\n", (long long)s->M, (long long)s->N, (long long)s->K,
            dt == WAN_DTYPE_I8 ? "q8_0" : wan_dtype_name(dt), flops * 1e-9);
     run_linear(WAN_LINEAR_PACKED, x, s, &w, b, y1, threads, 1); /* warm the pages of every buffer */
@@ -211,11 +232,11 @@ int main(int argc, char **argv)
     peak[1] = peak[0] * threads;
     printf("gemm bench: %d threads, kernels %s; attainable f32 FMA peak (bench/peak) %.1f GFLOP/s per core, so %.1f "
            "GFLOP/s for %d threads on idle cores\n", threads, wan_cpu_kernel_name(), peak[0], peak[1], threads);
-    static const wan_dtype all[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16, WAN_DTYPE_I8 };
-    static const char *const names[] = { "f32", "bf16", "f16", "q8_0" };
+    static const wan_dtype all[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16, WAN_DTYPE_I8, WAN_DTYPE_F8_E4M3 };
+    static const char *const names[] = { "f32", "bf16", "f16", "q8_0", "f8" };
     for (int i = 0; i < n; i++)
-        for (int d = 0; d < 4; d++) {
-            if (strcmp(dts, "all") ? strcasecmp(dts, names[d]) && strcmp(dts, wan_dtype_name(all[d])) : d == 2)
+        for (int d = 0; d < 5; d++) {
+            if (strcmp(dts, "all") ? strcasecmp(dts, names[d]) && strcmp(dts, wan_dtype_name(all[d])) : d == 2 || d == 4)
                 continue; /* "all": f32, bf16 and q8_0 */
             if (all[d] == WAN_DTYPE_I8 && (sh[i].K % WAN_Q8_BLOCK)) {
                 printf("q8_0: skipping K = %lld (not whole blocks of %d)\n", (long long)sh[i].K, WAN_Q8_BLOCK);

@@ -9,12 +9,13 @@ void wan_q8_quantize_row(const float *x, int64_t K, int8_t *q, uint16_t *scale)
         const float *xb = x + b * WAN_Q8_BLOCK;
         float amax = 0.0f;
         for (int i = 0; i < WAN_Q8_BLOCK; i++)
-            amax = fmaxf(amax, fabsf(xb[i]));
+            if (isfinite(xb[i]))
+                amax = fmaxf(amax, fabsf(xb[i]));
         const uint16_t h = wan_f32_to_f16(amax / 127.0f);
         const float s = wan_f16_to_f32(h);
         scale[b] = h;
         for (int i = 0; i < WAN_Q8_BLOCK; i++) {
-            float v = s > 0.0f ? nearbyintf(xb[i] / s) : 0.0f;
+            float v = isinf(xb[i]) ? copysignf(127.0f, xb[i]) : s > 0.0f ? nearbyintf(xb[i] / s) : 0.0f;
             v = v != v ? 0.0f : fminf(fmaxf(v, -127.0f), 127.0f);
             q[b * WAN_Q8_BLOCK + i] = (int8_t)v;
         }

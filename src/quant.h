@@ -18,7 +18,7 @@ static inline float wan_q8_scale(const uint16_t *qscale, int64_t i)
 
 /* Quantises K values of x (K a multiple of WAN_Q8_BLOCK) to q8_0: per block, scale = f16(max|x| / 127) and
  * q = x / scale rounded to nearest even, clamped to ±127 (0 for an all-zero block or one whose scale rounds to 0).
- * Non-finite inputs are not checked (NaN quantises to 0, ±inf saturates its block). Writes K values to q and
+ * The scale comes from the finite values; NaN quantises to 0 and ±inf to ±127. Writes K values to q and
  * K / WAN_Q8_BLOCK scales (native F16 bit patterns) to scale. */
 void wan_q8_quantize_row(const float *x, int64_t K, int8_t *q, uint16_t *scale);
 
