@@ -12,6 +12,8 @@
 #include "cpu/gemm.h"
 #include "quant.h"
 
+#include <stdlib.h>
+
 #define GEMM_TOL 1e-5
 
 static uint32_t g_seed = 777u;
@@ -315,5 +317,43 @@ TEST(gemm_float8_codes_match_torch)
         printf("    %s: 256 codes (%d NaN) equal torch's, scalar and packed\n", names[f], nan);
         wan_free(x), wan_free(y), wan_free(scratch);
         wan_host_tensor_free(&ref);
+    }
+}
+
+/* wan_q8_quantize_row: every value within half a step of its block's scale (plus the clamp when the F16 scale rounded
+ * down), the largest at ±127, an all-zero block at scale 0, NaN as 0 and ±inf at ±127 without spoiling the scale. */
+TEST(gemm_q8_quantize_row)
+{
+    enum { K = 4 * WAN_Q8_BLOCK };
+    float x[K];
+    int8_t q[K];
+    uint16_t sc[K / WAN_Q8_BLOCK];
+    for (int i = 0; i < K; i++)
+        x[i] = ldexpf(frand(), i / WAN_Q8_BLOCK * 3 - 6);
+    for (int i = WAN_Q8_BLOCK; i < 2 * WAN_Q8_BLOCK; i++)
+        x[i] = 0.0f;
+    x[2 * WAN_Q8_BLOCK + 3] = NAN;
+    x[2 * WAN_Q8_BLOCK + 5] = -INFINITY;
+    wan_q8_quantize_row(x, K, q, sc);
+    for (int b = 0; b < K / WAN_Q8_BLOCK; b++) {
+        const float s = wan_f16_to_f32(sc[b]);
+        float amax = 0.0f;
+        int qmax = 0;
+        for (int i = b * WAN_Q8_BLOCK; i < (b + 1) * WAN_Q8_BLOCK; i++) {
+            if (isfinite(x[i]))
+                amax = fmaxf(amax, fabsf(x[i]));
+            qmax = abs(q[i]) > qmax ? abs(q[i]) : qmax;
+        }
+        printf("    block %d: max|x| %.4g, scale %.4g, max|q| %d\n", b, (double)amax, (double)s, qmax);
+        CHECK(b == 1 ? s == 0.0f && qmax == 0 : qmax == 127 && fabsf(s - amax / 127.0f) <= amax / 127.0f * 0x1p-10f);
+        for (int i = b * WAN_Q8_BLOCK; i < (b + 1) * WAN_Q8_BLOCK; i++) {
+            if (isnan(x[i]))
+                CHECK(q[i] == 0);
+            else if (isinf(x[i]))
+                CHECK(q[i] == (x[i] > 0 ? 127 : -127));
+            else
+                CHECK_MSG(fabsf((float)q[i] * s - x[i]) <= 0.5f * s + amax * 0x1p-10f, "x[%d] = %g -> %d", i,
+                          (double)x[i], q[i]);
+        }
     }
 }
