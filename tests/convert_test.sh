@@ -64,6 +64,17 @@ if ! printf '%s\n' "$out" | grep -q "I8 "; then ok "q8_0 -> f32: no I8 left"; el
 same "generate: q8_0 folder == its f32 copy" "$T/q.safetensors" "$T/qf.safetensors"
 expect "convert bad quantisation" 2 "use q8_0" "$WAN" convert "$R" "$T/x" --quantize q4_0
 
+# ComfyUI float8 experts in an original-layout folder: they generate as they are, and as q8_0
+mkdir -p "$T/f8" && cp -r "$F/tiny-wan22-t2v-orig/." "$T/f8/" && rm -rf "$T/f8/high_noise_model" "$T/f8/low_noise_model"
+cp -r "$F/fp8/comfy_scaled_e4m3" "$T/f8/high_noise_model" && cp -r "$F/fp8/comfy_quant_e5m2" "$T/f8/low_noise_model"
+expect "float8 experts: wan info" 0 "F8_E4M3 .*original Wan names" "$WAN" info "$T/f8"
+E8="--prompt-embeds $F/pipeline/embeds.safetensors"
+"$WAN" generate --model "$T/f8" $E8 $G -o "$T/f8.safetensors" >/dev/null 2>&1
+if [ -s "$T/f8.safetensors" ]; then ok "generate from float8 experts"; else ko "generate from float8 experts"; fi
+expect "float8 experts -> q8_0" 0 "^$" "$WAN" convert "$T/f8" "$T/f8q" --quantize q8_0 --quiet
+"$WAN" generate --model "$T/f8q" $E8 $G -o "$T/f8q.safetensors" >/dev/null 2>&1
+if [ -s "$T/f8q.safetensors" ]; then ok "generate from their q8_0 conversion"; else ko "generate from their q8_0 conversion"; fi
+
 # usage and failures
 expect "convert usage" 2 "usage: wan convert" "$WAN" convert "$R"
 expect "convert bad dtype" 2 "use f32, bf16 or f16" "$WAN" convert "$R" "$T/x" --dtype int8
