@@ -54,21 +54,27 @@ static int same_weights(const wan_model_t *a, const wan_model_t *b)
     return 1;
 }
 
-static wan_status convert_to(const char *src, const char *dst, wan_convert_layout layout, int dtype, int64_t shard,
-                             char *err, size_t errlen)
+/* Loads src and converts it to dst with p. */
+static wan_status convert_with(const char *src, const char *dst, const wan_convert_params *p, char *err, size_t errlen)
 {
     wan_model_t *m = NULL;
     wan_status rc = wan_model_load(src, NULL, &m, err, errlen);
     if (rc != WAN_OK)
         return rc;
+    rc = wan_model_convert(m, dst, p, err, errlen);
+    wan_model_free(m);
+    return rc;
+}
+
+static wan_status convert_to(const char *src, const char *dst, wan_convert_layout layout, int dtype, int64_t shard,
+                             char *err, size_t errlen)
+{
     wan_convert_params p = wan_convert_default_params();
     p.layout = layout;
     p.dtype = dtype;
     if (shard > 0)
         p.shard_bytes = shard;
-    rc = wan_model_convert(m, dst, &p, err, errlen);
-    wan_model_free(m);
-    return rc;
+    return convert_with(src, dst, &p, err, errlen);
 }
 
 static int same_scheduler(const wan_scheduler_config *a, const wan_scheduler_config *b)
@@ -355,17 +361,11 @@ TEST(convert_failures_leave_nothing)
 static wan_status convert_q(const char *src, const char *dst, wan_convert_layout layout, int dtype, wan_quant q,
                             char *err, size_t errlen)
 {
-    wan_model_t *m = NULL;
-    wan_status rc = wan_model_load(src, NULL, &m, err, errlen);
-    if (rc != WAN_OK)
-        return rc;
     wan_convert_params p = wan_convert_default_params();
     p.layout = layout;
     p.dtype = dtype;
     p.quantize = q;
-    rc = wan_model_convert(m, dst, &p, err, errlen);
-    wan_model_free(m);
-    return rc;
+    return convert_with(src, dst, &p, err, errlen);
 }
 
 /* The expert-0 forward of the fixture case t2v_high on model m into *out. */

@@ -202,6 +202,34 @@ TEST(st_shards_and_index)
     rm_rf(dir);
 }
 
+/* Writes header + data_len bytes as a file and binds weight "w" [N, K] from it (wan_st_set_get_weight); *q8 is set
+ * when it came back as a q8_0 view whose scales follow the 128 bytes of values. */
+static wan_status bind_weight(const char *header, size_t data_len, int64_t N, int64_t K, int *q8, wan_error *err)
+{
+    char *dir = make_tmpdir(), path[600];
+    size_t size;
+    uint8_t *b = make_file(header, data_len, &size);
+    wan_status rc = dir && write_bytes(dir, "m.safetensors", b, size) ? WAN_OK : WAN_ERR_IO;
+    free(b);
+    wan_st_set *s = NULL;
+    *q8 = 0;
+    if (rc == WAN_OK) {
+        snprintf(path, sizeof path, "%s/m.safetensors", dir);
+        rc = wan_st_set_open_file(path, &s, err);
+    }
+    if (rc == WAN_OK) {
+        wan_tensor t;
+        rc = wan_st_set_get_weight(s, "w", N, K, &t, err);
+        *q8 = rc == WAN_OK && t.dtype == WAN_DTYPE_I8 && t.qscale &&
+              (const uint8_t *)t.qscale == (const uint8_t *)t.data + 128;
+        wan_st_set_free(s);
+    }
+    printf("    %-60.60s -> %s%s%s\n", header, wan_status_str(rc), rc ? ": " : "", rc ? err->msg : "");
+    if (dir)
+        rm_rf(dir);
+    return rc;
+}
+
 /* q8_0 linear weights: bound with their scales; a missing, misshapen or mistyped scale tensor and rows that are not
  * whole blocks are errors naming the tensors. */
 TEST(st_q8_weights)
@@ -220,48 +248,22 @@ TEST(st_q8_weights)
           "\"w_scale\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[128,144]}}", WAN_ERR_SHAPE, "F32" },
         { "{\"w\":{\"dtype\":\"I8\",\"shape\":[2,48],\"data_offsets\":[0,96]}}", WAN_ERR_SHAPE, "[2, 64]" },
         { "{\"w\":{\"dtype\":\"I64\",\"shape\":[2,64],\"data_offsets\":[0,1024]}}", WAN_ERR_UNSUPPORTED, "I64" },
+        { "{\"w\":{\"dtype\":\"F8_E4M3\",\"shape\":[2,64],\"data_offsets\":[0,128]},"
+          "\"w_scale\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[128,136]}}", WAN_ERR_UNSUPPORTED, "2 values" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char *dir = make_tmpdir();
-        CHECK(dir);
-        size_t size;
-        uint8_t *b = make_file(cases[i].header, 1024, &size);
-        CHECK(write_bytes(dir, "m.safetensors", b, size));
-        free(b);
-        char path[600];
-        snprintf(path, sizeof path, "%s/m.safetensors", dir);
-        wan_st_set *s = NULL;
         wan_error err = { 0 };
-        wan_status rc = wan_st_set_open_file(path, &s, &err);
-        if (rc == WAN_OK) {
-            wan_tensor t;
-            rc = wan_st_set_get_weight(s, "w", 2, 64, &t, &err);
-            if (rc == WAN_OK)
-                CHECK(t.dtype == WAN_DTYPE_I8 && t.qscale && (const uint8_t *)t.qscale == (const uint8_t *)t.data + 128);
-            wan_st_set_free(s);
-        }
-        printf("    case %zu -> %s%s%s\n", i, wan_status_str(rc), rc ? ": " : "", rc ? err.msg : "");
+        int q8;
+        const wan_status rc = bind_weight(cases[i].header, 1024, 2, 64, &q8, &err);
         CHECK(rc == cases[i].want && (!cases[i].needle || strstr(err.msg, cases[i].needle)));
-        rm_rf(dir);
+        CHECK(rc != WAN_OK || q8);
     }
     /* a row of 48 values is not whole blocks of 32 */
-    char *dir = make_tmpdir();
-    CHECK(dir);
-    size_t size;
-    uint8_t *b = make_file("{\"w\":{\"dtype\":\"I8\",\"shape\":[2,48],\"data_offsets\":[0,96]}}", 96, &size);
-    CHECK(write_bytes(dir, "m.safetensors", b, size));
-    free(b);
-    char path[600];
-    snprintf(path, sizeof path, "%s/m.safetensors", dir);
-    wan_st_set *s = NULL;
     wan_error err = { 0 };
-    CHECK_RC(wan_st_set_open_file(path, &s, &err), WAN_OK, err.msg);
-    wan_tensor t;
-    CHECK(wan_st_set_get_weight(s, "w", 2, 48, &t, &err) == WAN_ERR_UNSUPPORTED);
-    printf("    %s\n", err.msg);
+    int q8;
+    CHECK(bind_weight("{\"w\":{\"dtype\":\"I8\",\"shape\":[2,48],\"data_offsets\":[0,96]}}", 96, 2, 48, &q8,
+                      &err) == WAN_ERR_UNSUPPORTED);
     CHECK(strstr(err.msg, "'w'") && strstr(err.msg, "32"));
-    wan_st_set_free(s);
-    rm_rf(dir);
 }
 
 TEST(st_write_read_roundtrip)
