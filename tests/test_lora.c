@@ -311,7 +311,8 @@ TEST(lora_merge_bf16_vs_runtime)
 
 /* A q8_0 expert (the BF16 one converted with --quantize q8_0): on the fly the adapter adds to the q8_0 product; merged
  * in f32 it is added to the f32 values the q8_0 weights stand for (so both agree within TOL_F32_MERGE); merged in the
- * stored dtype the sum is quantised again (within TOL_Q8_MERGE of the others). */
+ * stored dtype the sum is quantised again (within TOL_Q8_MERGE of the others). Then a float8 expert likewise, whose
+ * merge in the stored dtype is a BF16 copy. */
 #define TOL_Q8_MERGE 3e-2
 
 TEST(lora_q8_0)
@@ -341,11 +342,23 @@ TEST(lora_q8_0)
     const size_t n = (size_t)wan_host_tensor_numel(&rt);
     CHECK(wan_test_compare("q8_0, merged f32 vs on the fly", mf.data, rt.data, n, TOL_F32_MERGE));
     CHECK(wan_test_compare("q8_0, merged q8_0 vs on the fly", mg.data, rt.data, n, TOL_Q8_MERGE));
-    wan_host_tensor *t[] = { &hs, &ts, &ehs, &rt, &mg, &mf };
+    wan_host_tensor *t[] = { &rt, &mg, &mf };
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         wan_host_tensor_free(t[i]);
     wan_model_free(m);
     wan_test_rm_tree(tmp);
+    /* a float8 expert (ComfyUI fp8 scaled): merged in the stored dtype means into BF16 copies */
+    m = NULL;
+    CHECK_RC(wan_model_load(wan_test_fixture("fp8/comfy_scaled_e4m3"), NULL, &m, err, sizeof err), WAN_OK, err);
+    forward_mode(m, WAN_LORA_RUNTIME, &hs, &ts, &ehs, &rt, failed_);
+    forward_mode(m, WAN_LORA_MERGE, &hs, &ts, &ehs, &mg, failed_);
+    forward_mode(m, WAN_LORA_MERGE_F32, &hs, &ts, &ehs, &mf, failed_);
+    CHECK(wan_test_compare("float8, merged f32 vs on the fly", mf.data, rt.data, n, TOL_F32_MERGE));
+    CHECK(wan_test_compare("float8, merged bf16 vs on the fly", mg.data, rt.data, n, TOL_BF16_MERGE));
+    wan_host_tensor *u[] = { &hs, &ts, &ehs, &rt, &mg, &mf };
+    for (size_t i = 0; i < sizeof u / sizeof *u; i++)
+        wan_host_tensor_free(u[i]);
+    wan_model_free(m);
 }
 
 /* ---- bad adapters ----------------------------------------------------------------------------- */
