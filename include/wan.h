@@ -944,7 +944,8 @@ typedef enum wan_quant {
                       "<name>" I8 [N, K] and "<name>_scale" F16 [N, K/32], one scale per 32 values of a row, value =
                       q · scale (scale = max|w| / 127 of the block, q rounded to nearest). About 8.5 bits per weight
                       (A14B: ~15 GB per expert instead of 28.6 in bf16). Rows whose length is not a multiple of 32
-                      are kept. A wan.c format: diffusers cannot load it; the CPU backend runs it, CUDA refuses it. */
+                      are kept. A wan.c format: diffusers cannot load it; the CPU backend runs it as it is, the CUDA
+                      backend gets it as BF16 (converted on the host when the expert is uploaded). */
 } wan_quant;
 
 typedef struct wan_convert_params {

@@ -1,6 +1,7 @@
 /* backend.c — picking a backend by name, the sticky error, and uploading an expert's weights once (see
  * backend.h). Nothing here depends on which backends the build has. */
 #include "backend.h"
+#include "cpu/gemm.h"
 #include "dit.h"
 
 #include <stdio.h>
@@ -114,12 +115,47 @@ static size_t vec_span(const wan_dit *d)
     return (size_t)(end - d->vec);
 }
 
+/* q8_0 and float8 weights go to backend memory as BF16: the device kernels multiply F32/BF16/F16 weights. */
+static bool expand_to_bf16(const wan_tensor *w) { return w->qscale || wan_dtype_is_f8(w->dtype); }
+
+static size_t device_bytes(const wan_tensor *w)
+{
+    return expand_to_bf16(w) ? (size_t)(w->ne[0] * w->ne[1]) * sizeof(uint16_t) : wan_tensor_nbytes(w);
+}
+
 size_t wan_dit_upload_bytes(const wan_dit *src)
 {
     size_t total = up_round(vec_span(src) * sizeof(float));
     for (int64_t i = 0; i < dit_n_linears(src); i++)
-        total += up_round(wan_tensor_nbytes(&dit_linear(src, i)->w));
+        total += up_round(device_bytes(&dit_linear(src, i)->w));
     return total;
+}
+
+/* Uploads the [N, K] weight w to dst as BF16 (each value rounded to nearest even from the f32 the CPU kernels use),
+ * through a host buffer of up to 8 MiB of rows, converted by n_threads threads. */
+static wan_status upload_bf16(wan_backend *be, uint8_t *dst, const wan_tensor *w, wan_error *err)
+{
+    const int64_t N = w->ne[0], K = w->ne[1], rows = K < ((int64_t)1 << 22) ? ((int64_t)1 << 22) / K : 1;
+    uint16_t *buf = wan_malloc(sizeof(uint16_t) * (size_t)(rows * K));
+    float *f = wan_malloc(sizeof(float) * (size_t)(rows * K));
+    if (!buf || !f) {
+        wan_free(buf);
+        wan_free(f);
+        return wan_err(err, WAN_ERR_NOMEM, "uploading '%s' as BF16: out of host memory", w->name ? w->name : "?");
+    }
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+        const int64_t nr = N - r0 < rows ? N - r0 : rows;
+#pragma omp parallel for num_threads(be->n_threads > 0 ? be->n_threads : 1) schedule(static)
+        for (int64_t r = 0; r < nr; r++) {
+            wan_cpu_weight_row_to_f32(w, K, r0 + r, 0, K, f + r * K);
+            for (int64_t k = 0; k < K; k++)
+                buf[r * K + k] = wan_f32_to_bf16(f[r * K + k]);
+        }
+        be->upload(be, dst + (size_t)(r0 * K) * sizeof(uint16_t), buf, (size_t)(nr * K) * sizeof(uint16_t));
+    }
+    wan_free(buf);
+    wan_free(f);
+    return WAN_OK;
 }
 
 static const float *remap(const float *p, const float *from, float *to) { return p ? to + (p - from) : NULL; }
@@ -147,12 +183,6 @@ wan_status wan_dit_upload(const wan_dit *src, wan_backend *be, wan_dit *dst, wan
     memset(dst, 0, sizeof *dst);
     const int64_t nl = dit_n_linears(src);
     for (int64_t i = 0; i < nl; i++)
-        if (dit_linear(src, i)->w.qscale || wan_dtype_is_f8(dit_linear(src, i)->w.dtype))
-            return wan_err(err, WAN_ERR_UNSUPPORTED, "uploading the transformer to the %s backend: %s weights "
-                           "('%s') run on the CPU backend only (`wan convert SRC DST --dtype bf16` writes them as "
-                           "bf16)", be->name, dit_linear(src, i)->w.qscale ? "q8_0" : "float8",
-                           dit_linear(src, i)->w.name ? dit_linear(src, i)->w.name : "?");
-    for (int64_t i = 0; i < nl; i++)
         if (dit_linear(src, i)->lora)
             return wan_err(err, WAN_ERR_UNSUPPORTED, "uploading the transformer to the %s backend: on-the-fly "
                            "LoRA terms are not supported there (merge the adapter into the weights)", be->name);
@@ -177,9 +207,18 @@ wan_status wan_dit_upload(const wan_dit *src, wan_backend *be, wan_dit *dst, wan
     for (int64_t i = 0; i < nl; i++) {
         const wan_dit_linear *s = dit_linear(src, i);
         wan_dit_linear *l = dit_linear(dst, i);
-        const size_t nb = wan_tensor_nbytes(&s->w);
-        be->upload(be, mem + off, s->w.data, nb);
-        l->w = wan_tensor_view(s->w.dtype, s->w.ndim, s->w.ne, mem + off);
+        const size_t nb = device_bytes(&s->w);
+        if (expand_to_bf16(&s->w)) {
+            if (upload_bf16(be, mem + off, &s->w, err) != WAN_OK) {
+                wan_dit_release(be, dst);
+                return wan_err_wrap(err, "uploading the transformer: ");
+            }
+            l->w = wan_tensor_view(WAN_DTYPE_BF16, 2, s->w.ne, mem + off);
+        } else {
+            be->upload(be, mem + off, s->w.data, nb);
+            l->w = wan_tensor_view(s->w.dtype, s->w.ndim, s->w.ne, mem + off);
+        }
+        l->w.name = s->w.name;
         l->b = remap(s->b, src->vec, dst->vec);
         off += up_round(nb);
     }

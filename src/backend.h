@@ -171,7 +171,8 @@ wan_status wan_backend_cuda_create(int device, wan_backend **out, wan_error *err
 
 struct wan_dit;
 
-/* Uploads every weight of a bound expert to backend memory once, in its stored dtype, as one allocation:
+/* Uploads every weight of a bound expert to backend memory once, in its stored dtype (q8_0 and float8 weights as
+ * BF16, converted on the host), as one allocation:
  * *dst is a copy of *src whose tensors and vectors point there (blocks array: a host copy). The caller
  * releases it with wan_dit_release before uploading the other expert (one expert resident at a time);
  * never wan_dit_free it. Errors: WAN_ERR_UNSUPPORTED when a linear carries on-the-fly LoRA terms (merge

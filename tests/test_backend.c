@@ -15,15 +15,20 @@
  *   probabilities to bf16: same bound.
  * - exact (0): classifier-free guidance and the sampler updates are a few f32 operations per element in a fixed
  *   order, evaluated without FMA contraction on both sides, so they must agree bit for bit. */
+#define _DEFAULT_SOURCE
 #include "test.h"
 
 #include "backend.h"
 #include "core.h"
+#include "cpu/gemm.h"
 #include "cpu/ops.h"
 #include "dit.h"
 #include "model_dir.h"
 
+#include <math.h>
 #include <stdlib.h>
+
+void wan_test_rm_tree(const char *dir); /* test_pth.c */
 
 #define CPU_TOL 1e-5
 #define DEV_TOL 2e-5
@@ -934,4 +939,76 @@ TEST(backend_dit_upload)
     CHECK(moved);
     CHECK(same);
     CHECK(bytes > 0);
+}
+
+/* q8_0 and float8 experts go to backend memory as BF16: every uploaded weight is the round-to-nearest-even of the
+ * f32 value the CPU kernels use, the rest is uploaded as it is, and the forward stays within bf16 rounding of the
+ * in-place one. */
+TEST(backend_dit_upload_quantised)
+{
+    char tmp[] = "/tmp/wan-upload-XXXXXX", err[1024] = "", q8[300];
+    CHECK(mkdtemp(tmp));
+    snprintf(q8, sizeof q8, "%s/q8", tmp);
+    wan_model_t *m = NULL;
+    wan_convert_params p = wan_convert_default_params();
+    p.quantize = WAN_QUANT_Q8_0;
+    CHECK_RC(wan_model_load(wan_test_fixture("tiny-wan22-t2v"), NULL, &m, err, sizeof err), WAN_OK, err);
+    CHECK_RC(wan_model_convert(m, q8, &p, err, sizeof err), WAN_OK, err);
+    wan_model_free(m);
+    const char *const srcs[2] = { q8, wan_test_fixture("fp8/comfy_scaled_e4m3") };
+    static const char *const what[2] = { "q8_0", "float8" };
+    for (int k = 0; k < 2; k++) {
+        wan_error e = { 0 };
+        m = NULL;
+        CHECK_RC(wan_model_load(srcs[k], NULL, &m, err, sizeof err), WAN_OK, err);
+        wan_dit dit, dev;
+        wan_backend *be = NULL;
+        CHECK_RC(wan_dit_init(&dit, wan_model_weights(m, WAN_COMPONENT_TRANSFORMER), wan_model_transformer_config(m, 0),
+                              &e), WAN_OK, e.msg);
+        CHECK_RC(wan_backend_create("cpu", 2, &be, &e), WAN_OK, e.msg);
+        CHECK_RC(wan_dit_upload(&dit, be, &dev, &e), WAN_OK, e.msg);
+        const wan_dit_linear *pairs[][2] = { { &dit.blocks[0].q, &dev.blocks[0].q }, { &dit.blocks[1].ff2, &dev.blocks[1].ff2 },
+                                             { &dit.blocks[0].k2, &dev.blocks[0].k2 }, { &dit.patch, &dev.patch } };
+        int n_expanded = 0;
+        for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+            const wan_tensor *sw = &pairs[i][0]->w, *dw = &pairs[i][1]->w;
+            const int quant = sw->qscale || wan_dtype_is_f8(sw->dtype);
+            CHECK(dw->dtype == (quant ? WAN_DTYPE_BF16 : sw->dtype) && !dw->qscale);
+            n_expanded += quant;
+            const int64_t N = sw->ne[0], K = wan_tensor_numel(sw) / N;
+            float *row = wan_malloc(sizeof(float) * (size_t)K);
+            for (int64_t r = 0; quant && r < N; r++) {
+                wan_cpu_weight_row_to_f32(sw, K, r, 0, K, row);
+                for (int64_t c = 0; c < K; c++)
+                    CHECK_MSG(((const uint16_t *)dw->data)[r * K + c] == wan_f32_to_bf16(row[c]), "%s [%lld, %lld]",
+                              what[k], (long long)r, (long long)c);
+            }
+            wan_free(row);
+        }
+        CHECK(n_expanded == 3);
+        const int C = dit.cfg.in_channels, T = 2, Hl = 4, Wl = 6, Lt = 5;
+        const size_t nx = (size_t)C * T * Hl * Wl, nout = (size_t)dit.cfg.out_channels * T * Hl * Wl;
+        float *x = wan_malloc(nx * sizeof(float)), *ctx = wan_malloc((size_t)Lt * dit.cfg.text_dim * sizeof(float));
+        float *o1 = wan_malloc(nout * sizeof(float)), *o2 = wan_malloc(nout * sizeof(float));
+        rng r = { 11 };
+        for (size_t i = 0; i < nx; i++)
+            x[i] = urand(&r);
+        for (int i = 0; i < Lt * dit.cfg.text_dim; i++)
+            ctx[i] = urand(&r);
+        const float t = 637.0f;
+        CHECK_RC(wan_dit_forward(&dit, x, T, Hl, Wl, &t, 0, ctx, Lt, o1, 2, NULL, &e), WAN_OK, e.msg);
+        CHECK_RC(wan_dit_forward(&dev, x, T, Hl, Wl, &t, 0, ctx, Lt, o2, 2, NULL, &e), WAN_OK, e.msg);
+        double d = 0, top = 0;
+        for (size_t i = 0; i < nout; i++)
+            d = fmax(d, fabs((double)o1[i] - o2[i])), top = fmax(top, fabs((double)o1[i]));
+        printf("    %s uploaded as BF16 (%zu KiB): forward within %.2g of max|out| of the weights in place\n", what[k],
+               wan_dit_upload_bytes(&dit) >> 10, d / top);
+        CHECK(d > 0 && d < 1e-2 * top);
+        wan_free(x), wan_free(ctx), wan_free(o1), wan_free(o2);
+        wan_dit_release(be, &dev);
+        wan_backend_free(be);
+        wan_dit_free(&dit);
+        wan_model_free(m);
+    }
+    wan_test_rm_tree(tmp);
 }

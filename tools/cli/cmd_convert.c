@@ -20,7 +20,7 @@ static void usage(FILE *f)
             "  --dtype       convert every float tensor (default: keep each tensor's dtype); a q8_0 model is\n"
             "                written back as floats of this dtype unless --quantize is given too\n"
             "  --quantize    q8_0: the linear weights of the transformer and text encoder blocks as int8 with\n"
-            "                one F16 scale per 32 values (~8.5 bits a weight; a wan.c format, CPU backend only)\n"
+            "                one F16 scale per 32 values (~8.5 bits a weight; a wan.c format; CUDA gets it as bf16)\n"
             "  --shard-size  largest shard, e.g. 5GB (default), 500MB, 2GiB\n"
             "  --layout      diffusers (default: WanPipeline.from_pretrained loads it) or original (the Wan\n"
             "                release layout: high_noise_model/, low_noise_model/, Wan2.x_VAE, umT5, google/)\n");
