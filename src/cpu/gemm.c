@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <string.h>
 
 /* Declared here as well, so that a cblas.h from another BLAS vendor still compiles (we link OpenBLAS). */
@@ -75,15 +76,28 @@ void wan_cpu_to_f32(const void *src, wan_dtype dtype, float *dst, int64_t n)
     }
 }
 
+/* The f32 values of the 256 codes of each float8 format, filled once. */
+static float g_f8_lut[2][256];
+static pthread_once_t g_f8_once = PTHREAD_ONCE_INIT;
+
+static void f8_lut_init(void)
+{
+    for (int c = 0; c < 256; c++) {
+        g_f8_lut[0][c] = wan_f8e4m3_to_f32((uint8_t)c);
+        g_f8_lut[1][c] = wan_f8e5m2_to_f32((uint8_t)c);
+    }
+}
+
 void wan_cpu_weight_row_to_f32(const wan_tensor *w, int64_t ldw, int64_t row, int64_t k0, int64_t n, float *dst)
 {
     if (w->qscale) {
         wan_q8_row_to_f32(w, row, k0, n, dst);
     } else if (wan_dtype_is_f8(w->dtype)) {
+        pthread_once(&g_f8_once, f8_lut_init);
         const uint8_t *p = (const uint8_t *)w->data + row * ldw + k0;
-        const float s = w->wscale != 0.0f ? w->wscale : 1.0f;
+        const float s = w->wscale != 0.0f ? w->wscale : 1.0f, *lut = g_f8_lut[w->dtype == WAN_DTYPE_F8_E5M2];
         for (int64_t k = 0; k < n; k++)
-            dst[k] = (w->dtype == WAN_DTYPE_F8_E4M3 ? wan_f8e4m3_to_f32(p[k]) : wan_f8e5m2_to_f32(p[k])) * s;
+            dst[k] = lut[p[k]] * s;
     } else
         wan_cpu_to_f32((const uint8_t *)w->data + (size_t)(row * ldw + k0) * wan_dtype_size(w->dtype), w->dtype, dst,
                        n);

@@ -22,11 +22,18 @@ static inline __m256 load8(const void *w, wan_dtype dtype, int64_t k)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/* Scale i of a q8_0 scale array (F16 at any alignment), converted by F16C. */
+static inline float q8_scale_f16c(const uint16_t *qscale, int64_t i)
+{
+    uint16_t h;
+    memcpy(&h, qscale + i, sizeof h);
+    return _cvtsh_ss(h);
+}
+
 /* Eight consecutive int8 values at element k of q (any alignment), times s, as f32. */
 static inline __m256 load8_q8(const int8_t *q, int64_t k, __m256 s)
 {
-    __m128i v;
-    memcpy(&v, q + k, 8);
+    const __m128i v = _mm_loadl_epi64((const __m128i *)(const void *)(q + k)); /* movq: any alignment */
     return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), s);
 }
 
@@ -35,8 +42,7 @@ static inline __m256 load8_q8(const int8_t *q, int64_t k, __m256 s)
  * (exponent 0) are m · 2^-9; S.1111.111 is NaN. E5M2 is the top byte of a half. */
 static inline __m256 load8_f8(const uint8_t *p, wan_dtype dt, __m256 s)
 {
-    __m128i v;
-    memcpy(&v, p, 8);
+    const __m128i v = _mm_loadl_epi64((const __m128i *)(const void *)p);
     if (dt == WAN_DTYPE_F8_E5M2)
         return _mm256_mul_ps(_mm256_cvtph_ps(_mm_slli_epi16(_mm_cvtepu8_epi16(v), 8)), s);
     const __m256i x = _mm256_cvtepu8_epi32(v), em = _mm256_and_si256(x, _mm256_set1_epi32(0x7F));
@@ -85,7 +91,7 @@ static inline void gemm_pack_b_simd(int nr, const wan_tensor *w, int64_t ldw, in
                 __m256 r[8];
                 for (int i = 0; i < 8; i++)
                     r[i] = load8_q8(src, (j + i) * ldw + p,
-                                    _mm256_set1_ps(wan_q8_scale(w->qscale, (n0 + j + i) * nb + (k0 + p) / WAN_Q8_BLOCK)));
+                                    _mm256_set1_ps(q8_scale_f16c(w->qscale, (n0 + j + i) * nb + (k0 + p) / WAN_Q8_BLOCK)));
                 transpose8_store(r, dst + p * nr + j, nr);
             }
         return;
@@ -153,12 +159,15 @@ static inline float gemm_dot_simd(const float *x, const wan_tensor *wt, int64_t 
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
     int64_t k = 0;
-    if (wt->qscale) { /* q8_0: K is whole blocks of 32 */
+    if (wt->qscale) { /* q8_0: K is whole blocks of 32, one scale each */
         const int8_t *q = (const int8_t *)wt->data + row * K;
-        for (; k < K; k += 16) {
-            const __m256 sc = _mm256_set1_ps(wan_q8_scale(wt->qscale, (row * K + k) / WAN_Q8_BLOCK));
+        const uint16_t *qs = wt->qscale + row * (K / WAN_Q8_BLOCK);
+        for (int64_t b = 0; k < K; k += WAN_Q8_BLOCK, b++) {
+            const __m256 sc = _mm256_set1_ps(q8_scale_f16c(qs, b));
             s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8_q8(q, k, sc), s0);
             s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), load8_q8(q, k + 8, sc), s1);
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 16), load8_q8(q, k + 16, sc), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 24), load8_q8(q, k + 24, sc), s1);
         }
         return hsum(_mm256_add_ps(s0, s1));
     }
