@@ -174,7 +174,7 @@ static wan_status bind_weights(const wan_st_set *w, const wan_text_encoder_confi
     const char *emb = wan_st_set_find(w, "shared.weight") || !wan_st_set_find(w, "encoder.embed_tokens.weight")
                           ? "shared.weight"
                           : "encoder.embed_tokens.weight";
-    wan_status rc = wan_st_set_get(w, emb, 2, (int64_t[]){ c->vocab_size, d }, &net->emb, err);
+    wan_status rc = wan_st_set_get_weight(w, emb, c->vocab_size, d, &net->emb, err); /* float8 files too */
     if (rc == WAN_OK)
         rc = wan_st_set_get(w, "encoder.final_layer_norm.weight", 1, &d, &net->norm, err);
     if (rc != WAN_OK)
@@ -430,10 +430,8 @@ wan_status wan_umt5_forward(const wan_st_set *w, const wan_text_encoder_config *
     }
     wan_cpu_set_threads(b.nt);
     int64_t d = c->d_model;
-    size_t esz = wan_dtype_size(net.emb.dtype);
     for (int i = 0; i < S; i++) /* embedding rows, no scaling */
-        wan_cpu_to_f32((const uint8_t *)net.emb.data + (size_t)ids[i] * (size_t)d * esz, net.emb.dtype,
-                       b.x + (size_t)i * d, d);
+        wan_cpu_weight_row_to_f32(&net.emb, d, ids[i], 0, d, b.x + (size_t)i * d);
     for (int t = 0; t < 2 * S - 1; t++)
         b.bucket[t] = wan_umt5_bucket(t - (S - 1), c->relative_attention_num_buckets,
                                       c->relative_attention_max_distance);

@@ -533,3 +533,26 @@ TEST(umt5_encode_prompt_without_tokenizer)
     CHECK(rc == WAN_ERR_NOT_FOUND && pe.data == NULL);
     CHECK(strstr(err, "no tokenizer") != NULL);
 }
+
+/* A ComfyUI-style float8 umT5 file (tools/ref/dump_fp8.py: transformers names, float8_e4m3fn linear weights and token
+ * embedding with per-tensor scale_weight, a scaled_fp8 marker), opened as a single file: the encoder equals
+ * transformers' fp32 forward with the dequantised weights within TOL. */
+TEST(umt5_float8_scaled_file)
+{
+    char err[512] = "";
+    wan_model_t *m = NULL;
+    CHECK_RC(wan_model_load(wan_test_fixture("fp8/umt5_scaled_e4m3.safetensors"), NULL, &m, err, sizeof err), WAN_OK,
+             err);
+    wan_host_tensor ids = { 0 }, mask = { 0 }, ref = { 0 }, h = { 0 };
+    CHECK(wan_test_read("umt5/cases_fp32.safetensors", "s128.input_ids", WAN_DTYPE_I64, &ids));
+    CHECK(wan_test_read("umt5/cases_fp32.safetensors", "s128.attention_mask", WAN_DTYPE_I64, &mask));
+    CHECK(wan_test_read("fp8/reference.safetensors", "umt5_e4m3_scaled", WAN_DTYPE_F32, &ref));
+    CHECK_RC(wan_text_encoder_forward(m, ids.data, mask.data, (int)ids.shape[1], &h, 2, err, sizeof err), WAN_OK, err);
+    CHECK(wan_test_compare("float8 umT5 s128 last_hidden_state", h.data, ref.data, (size_t)wan_host_tensor_numel(&h),
+                           TOL));
+    wan_host_tensor_free(&ids);
+    wan_host_tensor_free(&mask);
+    wan_host_tensor_free(&ref);
+    wan_host_tensor_free(&h);
+    wan_model_free(m);
+}

@@ -13,6 +13,10 @@ every linear weight stored as float8 and one float32 scale per tensor: value = f
 Each folder holds the file as diffusion_pytorch_model.safetensors beside the WanModel config.json of the tiny
 original-layout fixture (a single file alone would get the real models' head_dim 128 inferred).
 
+umt5_scaled_e4m3.safetensors is the tiny umT5 encoder (tests/fixtures/tiny-wan22-t2v/text_encoder) in transformers
+names, its linear weights and token embedding float8_e4m3fn with "<module>.scale_weight", a "scaled_fp8" marker,
+the relative attention biases and norms kept in float32, as ComfyUI's umt5_xxl_fp8_e4m3fn_scaled file.
+
 Both are made from the committed tiny fixture transformer (tests/fixtures/tiny-wan22-t2v/transformer): every 2-D
 weight is quantised as ComfyUI's converters do (scale = max|w| / max finite float8, w8 = (w / scale).to(float8)),
 the rest (norms, modulation tables, biases, the patch embedding) is kept in float32.
@@ -20,6 +24,8 @@ the rest (norms, modulation tables, biases, the patch embedding) is kept in floa
 reference.safetensors holds:
   sample_e4m3_scaled, sample_e5m2   diffusers' WanTransformer3DModel in float32 with the dequantised weights
                                     (float(w8) * scale), on the inputs of tests/fixtures/transformer/t2v_high
+  umt5_e4m3_scaled                  transformers' UMT5EncoderModel in float32 with the dequantised weights:
+                                    last_hidden_state of case s128 of tests/fixtures/umt5/cases_fp32
   e4m3fn_codes, e5m2_codes          float32 values of the 256 codes of each float8 format, as torch decodes them
 
 Usage:  tools/ref/.venv/bin/python tools/ref/dump_fp8.py
@@ -37,6 +43,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from diffusers import WanTransformer3DModel  # noqa: E402
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers  # noqa: E402
+from transformers import UMT5EncoderModel  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -108,6 +115,26 @@ def main():
         ref["sample_" + tag] = y.float().contiguous()
         d = (y - inputs["sample"]).abs().max().item() / inputs["sample"].abs().max().item()
         print(f"{files[tag]}: sample differs from the float32 model's by {d:.3g} of max|ref|")
+    # the umT5 encoder, transformers names
+    te = UMT5EncoderModel.from_pretrained(os.path.join(FIX, "tiny-wan22-t2v", "text_encoder")).eval()
+    sd = {k: v for k, v in te.state_dict().items() if k != "encoder.embed_tokens.weight"}  # tied to shared
+    out, dq = {}, {}
+    for name, w in sd.items():
+        if w.ndim == 2 and name.endswith(".weight") and "relative_attention_bias" not in name:
+            w8, scale = quantise(w, torch.float8_e4m3fn)
+            out[name], dq[name] = w8, w8.float() * scale
+            out[name[: -len(".weight")] + ".scale_weight"] = scale
+        else:
+            out[name], dq[name] = w.contiguous(), w
+    out["scaled_fp8"] = torch.zeros(2, dtype=torch.float8_e4m3fn)
+    save_file(out, os.path.join(OUT, "umt5_scaled_e4m3.safetensors"))
+    te.load_state_dict(dq, strict=False)  # the tied embed_tokens follows shared
+    cases = load_file(os.path.join(FIX, "umt5", "cases_fp32.safetensors"))
+    with torch.no_grad():
+        hs = te(input_ids=cases["s128.input_ids"], attention_mask=cases["s128.attention_mask"]).last_hidden_state
+    ref["umt5_e4m3_scaled"] = hs.float().contiguous()
+    d = (hs - cases["s128.last_hidden_state"]).abs().max().item() / cases["s128.last_hidden_state"].abs().max().item()
+    print(f"umt5_scaled_e4m3.safetensors: last_hidden_state differs from the float32 model's by {d:.3g} of max|ref|")
     codes = torch.arange(256, dtype=torch.uint8)
     ref["e4m3fn_codes"] = codes.view(torch.float8_e4m3fn).float()
     ref["e5m2_codes"] = codes.view(torch.float8_e5m2).float()
