@@ -970,7 +970,9 @@ wan_convert_params wan_convert_default_params(void);
  * appears; a process killed half-way leaves only the ".tmp-" folder (in the diffusers layout its
  * model_index.json, written last, is missing). Configs are written from the loaded typed configs (a source
  * without a config.json gets the one inferred at load; the original layout has no scheduler, so the
- * diffusers converter's UniPC config is written). The mapped weights of each component are released as
+ * diffusers converter's UniPC config is written). A lone text encoder or VAE (no transformer, tokenizer or
+ * scheduler) is written, in the diffusers layout, as one component folder (config.json and weights at dst), since a
+ * pipeline without a transformer does not load. The mapped weights of each component are released as
  * soon as they are written. `params` may be NULL for the defaults. Errors: WAN_ERR_INVALID_ARG (bad
  * params, original layout without a transformer), WAN_ERR_IO (dst exists, a write, fsync or rename
  * failed: the message names the path and the OS reason), WAN_ERR_FORMAT (two tensors would get the same

@@ -739,10 +739,31 @@ static wan_status write_component_config(writer *w, const char *rel, const char 
     return rc;
 }
 
+/* A lone text encoder or VAE (no transformer, nothing else): a pipeline without a transformer does not load, so it is
+ * written as one diffusers component folder (config.json and weights at the root). */
+static wan_status write_lone_component(writer *w, wan_component c)
+{
+    const wan_model_t *m = w->m;
+    if (c == WAN_COMPONENT_VAE) {
+        wan_status rc = write_component_config(w, "", "config.json", vae_json(wan_model_vae_config(m)));
+        return rc == WAN_OK ? write_weights(w, c, "", NULL, NULL, "diffusion_pytorch_model",
+                                            "diffusion_pytorch_model.safetensors", true)
+                            : rc;
+    }
+    const char *dt = w->p.dtype >= 0 ? (w->p.dtype == WAN_DTYPE_BF16 ? "bfloat16"
+                                        : w->p.dtype == WAN_DTYPE_F16 ? "float16" : "float32")
+                                     : dtype_torch_name(wan_model_weights(m, c));
+    wan_status rc = write_component_config(w, "", "config.json", text_encoder_json(wan_model_text_encoder_config(m), dt));
+    return rc == WAN_OK ? write_weights(w, c, "", NULL, NULL, "model", "model.safetensors", true) : rc;
+}
+
 static wan_status write_diffusers(writer *w)
 {
     const wan_model_t *m = w->m;
     wan_status rc = WAN_OK;
+    if (!has(w, WAN_COMPONENT_TRANSFORMER) && !has(w, WAN_COMPONENT_TOKENIZER) && !has(w, WAN_COMPONENT_SCHEDULER) &&
+        has(w, WAN_COMPONENT_TEXT_ENCODER) != has(w, WAN_COMPONENT_VAE))
+        return write_lone_component(w, has(w, WAN_COMPONENT_VAE) ? WAN_COMPONENT_VAE : WAN_COMPONENT_TEXT_ENCODER);
     for (int e = 0; rc == WAN_OK && e < 2; e++) {
         wan_component c = e ? WAN_COMPONENT_TRANSFORMER_2 : WAN_COMPONENT_TRANSFORMER;
         if (!has(w, c))

@@ -75,6 +75,10 @@ expect "float8 experts -> q8_0" 0 "^$" "$WAN" convert "$T/f8" "$T/f8q" --quantiz
 "$WAN" generate --model "$T/f8q" $E8 $G -o "$T/f8q.safetensors" >/dev/null 2>&1
 if [ -s "$T/f8q.safetensors" ]; then ok "generate from their q8_0 conversion"; else ko "generate from their q8_0 conversion"; fi
 
+# a lone component (here a ComfyUI-style float8 umT5 file) becomes one component folder that loads
+expect "lone float8 umT5 -> f32 component folder" 0 "^$" "$WAN" convert "$F/fp8/umt5_scaled_e4m3.safetensors" "$T/te" --dtype f32 --quiet
+expect "the component folder loads" 0 "UMT5EncoderModel .*$T/te" "$WAN" info "$T/te"
+
 # usage and failures
 expect "convert usage" 2 "usage: wan convert" "$WAN" convert "$R"
 expect "convert bad dtype" 2 "use f32, bf16 or f16" "$WAN" convert "$R" "$T/x" --dtype int8
