@@ -889,6 +889,33 @@ TEST(backend_select)
     wan_backend_free(be);
 }
 
+/* Forwards of two bindings of one expert (in place, uploaded) on the same random inputs (2 frames of 4 x 6 latents,
+ * 5 text rows, t = 637) into *o1 and *o2 (nout floats each, wan_malloc'd; free with wan_free). */
+static wan_status both_forwards(const wan_dit *a, const wan_dit *b, uint32_t seed, float **o1, float **o2,
+                                size_t *nout, wan_error *e)
+{
+    const int C = a->cfg.in_channels, T = 2, Hl = 4, Wl = 6, Lt = 5;
+    const size_t nx = (size_t)C * T * Hl * Wl;
+    *nout = (size_t)a->cfg.out_channels * T * Hl * Wl;
+    float *x = wan_malloc(nx * sizeof(float)), *ctx = wan_malloc((size_t)Lt * a->cfg.text_dim * sizeof(float));
+    *o1 = wan_malloc(*nout * sizeof(float));
+    *o2 = wan_malloc(*nout * sizeof(float));
+    wan_status rc = x && ctx && *o1 && *o2 ? WAN_OK : wan_err(e, WAN_ERR_NOMEM, "out of memory");
+    rng r = { seed };
+    for (size_t i = 0; rc == WAN_OK && i < nx; i++)
+        x[i] = urand(&r);
+    for (int i = 0; rc == WAN_OK && i < Lt * a->cfg.text_dim; i++)
+        ctx[i] = urand(&r);
+    const float t = 637.0f;
+    if (rc == WAN_OK)
+        rc = wan_dit_forward(a, x, T, Hl, Wl, &t, 0, ctx, Lt, *o1, 2, NULL, e);
+    if (rc == WAN_OK)
+        rc = wan_dit_forward(b, x, T, Hl, Wl, &t, 0, ctx, Lt, *o2, 2, NULL, e);
+    wan_free(x);
+    wan_free(ctx);
+    return rc;
+}
+
 /* The tiny expert uploaded into backend memory gives the same forward, bit for bit, as the weights in place. */
 TEST(backend_dit_upload)
 {
@@ -911,24 +938,12 @@ TEST(backend_dit_upload)
     }
     const size_t bytes = wan_dit_upload_bytes(&dit);
     printf("    tiny expert: %zu KiB uploaded\n", bytes >> 10);
-    const int C = dit.cfg.in_channels, T = 2, Hl = 4, Wl = 6, Lt = 5;
-    const size_t nx = (size_t)C * T * Hl * Wl, nout = (size_t)dit.cfg.out_channels * T * Hl * Wl;
-    float *x = wan_malloc(nx * sizeof(float)), *ctx = wan_malloc((size_t)Lt * dit.cfg.text_dim * sizeof(float));
-    float *o1 = wan_malloc(nout * sizeof(float)), *o2 = wan_malloc(nout * sizeof(float));
-    rng r = { 7 };
-    for (size_t i = 0; i < nx; i++)
-        x[i] = urand(&r);
-    for (int i = 0; i < Lt * dit.cfg.text_dim; i++)
-        ctx[i] = urand(&r);
-    const float t = 637.0f;
-    rc = wan_dit_forward(&dit, x, T, Hl, Wl, &t, 0, ctx, Lt, o1, 2, NULL, &e);
-    if (rc == WAN_OK)
-        rc = wan_dit_forward(&dev, x, T, Hl, Wl, &t, 0, ctx, Lt, o2, 2, NULL, &e);
+    float *o1 = NULL, *o2 = NULL;
+    size_t nout = 0;
+    rc = both_forwards(&dit, &dev, 7, &o1, &o2, &nout, &e);
     const int same = rc == WAN_OK && !memcmp(o1, o2, nout * sizeof(float));
     const int moved = dev.blocks != dit.blocks && dev.blocks[0].q.w.data != dit.blocks[0].q.w.data &&
                       dev.blocks[0].sst != dit.blocks[0].sst && dev.out.b != dit.out.b;
-    wan_free(x);
-    wan_free(ctx);
     wan_free(o1);
     wan_free(o2);
     wan_dit_release(be, &dev);
@@ -986,25 +1001,16 @@ TEST(backend_dit_upload_quantised)
             wan_free(row);
         }
         CHECK(n_expanded == 3);
-        const int C = dit.cfg.in_channels, T = 2, Hl = 4, Wl = 6, Lt = 5;
-        const size_t nx = (size_t)C * T * Hl * Wl, nout = (size_t)dit.cfg.out_channels * T * Hl * Wl;
-        float *x = wan_malloc(nx * sizeof(float)), *ctx = wan_malloc((size_t)Lt * dit.cfg.text_dim * sizeof(float));
-        float *o1 = wan_malloc(nout * sizeof(float)), *o2 = wan_malloc(nout * sizeof(float));
-        rng r = { 11 };
-        for (size_t i = 0; i < nx; i++)
-            x[i] = urand(&r);
-        for (int i = 0; i < Lt * dit.cfg.text_dim; i++)
-            ctx[i] = urand(&r);
-        const float t = 637.0f;
-        CHECK_RC(wan_dit_forward(&dit, x, T, Hl, Wl, &t, 0, ctx, Lt, o1, 2, NULL, &e), WAN_OK, e.msg);
-        CHECK_RC(wan_dit_forward(&dev, x, T, Hl, Wl, &t, 0, ctx, Lt, o2, 2, NULL, &e), WAN_OK, e.msg);
+        float *o1 = NULL, *o2 = NULL;
+        size_t nout = 0;
+        CHECK_RC(both_forwards(&dit, &dev, 11, &o1, &o2, &nout, &e), WAN_OK, e.msg);
         double d = 0, top = 0;
         for (size_t i = 0; i < nout; i++)
             d = fmax(d, fabs((double)o1[i] - o2[i])), top = fmax(top, fabs((double)o1[i]));
         printf("    %s uploaded as BF16 (%zu KiB): forward within %.2g of max|out| of the weights in place\n", what[k],
                wan_dit_upload_bytes(&dit) >> 10, d / top);
         CHECK(d > 0 && d < 1e-2 * top);
-        wan_free(x), wan_free(ctx), wan_free(o1), wan_free(o2);
+        wan_free(o1), wan_free(o2);
         wan_dit_release(be, &dev);
         wan_backend_free(be);
         wan_dit_free(&dit);
