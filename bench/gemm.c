@@ -10,7 +10,7 @@
  *
  * float8 weights (ComfyUI's E4M3 with a per-tensor scale) likewise.
  *
- *   build/bench/gemm [--m TOKENS] [--threads N] [--reps R] [--dtype f32|bf16|f16|q8_0|f8|all] [--shape N,K]...
+ *   build/bench/gemm [--m TOKENS] [--threads N] [--reps R] [--dtype f32|bf16|f16|q8_0|q4_0|f8|all] [--shape N,K]...
  *
  * Default: M = 1560 tokens (one 480p latent frame), shapes (N, K) = (5120, 5120) attention projections,
  * (13824, 5120) FFN up, (5120, 13824) FFN down, and the one-row time projection (30720, 5120) with M = 1. */
@@ -126,7 +126,8 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
     float *y1 = wan_malloc((size_t)(s->M * s->N) * 4);
     const int64_t NK = s->N * s->K;
     void *wd = dt == WAN_DTYPE_F32 ? (void *)wf
-                                   : wan_malloc(dt == WAN_DTYPE_I8           ? (size_t)NK + (size_t)(NK / WAN_Q8_BLOCK) * 2
+                                   : wan_malloc(dt == WAN_DTYPE_I8 || dt == WAN_DTYPE_U8
+                                                    ? (size_t)NK + (size_t)(NK / WAN_Q8_BLOCK) * 2
                                                 : dt == WAN_DTYPE_F8_E4M3 ? (size_t)NK
                                                                           : (size_t)NK * 2);
     if (!x || !wf || !b || !y0 || !y1 || !wd) {
@@ -136,7 +137,7 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
     fill(x, s->M * s->K, 1, 1.0f);
     fill(wf, s->N * s->K, 2, 1.0f / sqrtf((float)s->K));
     fill(b, s->N, 3, 0.1f);
-    uint16_t *qs = dt == WAN_DTYPE_I8 ? (uint16_t *)(void *)((int8_t *)wd + NK) : NULL;
+    uint16_t *qs = dt == WAN_DTYPE_I8 || dt == WAN_DTYPE_U8 ? (uint16_t *)(void *)((int8_t *)wd + NK) : NULL;
     float f8_scale = 0.0f;
     if (dt == WAN_DTYPE_F8_E4M3) { /* codes of w / scale, scale = max|w| / 448: nearest of the 256 values */
         float amax = 0.0f, lut[256];
@@ -154,10 +155,15 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
                     best = c;
             ((uint8_t *)wd)[i] = (uint8_t)best;
         }
-    } else if (dt == WAN_DTYPE_I8) {
+    } else if (dt == WAN_DTYPE_I8 || dt == WAN_DTYPE_U8) {
 #pragma omp parallel for schedule(static)
-        for (int64_t n = 0; n < s->N; n++)
-            wan_q8_quantize_row(wf + n * s->K, s->K, (int8_t *)wd + n * s->K, qs + n * (s->K / WAN_Q8_BLOCK));
+        for (int64_t n = 0; n < s->N; n++) {
+            uint16_t *sn = qs + n * (s->K / WAN_Q8_BLOCK);
+            if (dt == WAN_DTYPE_I8)
+                wan_q8_quantize_row(wf + n * s->K, s->K, (int8_t *)wd + n * s->K, sn);
+            else
+                wan_q4_quantize_row(wf + n * s->K, s->K, (uint8_t *)wd + n * (s->K / 2), sn);
+        }
     } else if (dt != WAN_DTYPE_F32) {
         uint16_t *h = wd;
         for (int64_t i = 0; i < s->N * s->K; i++)
@@ -167,7 +173,7 @@ static void bench_shape(const shape *s, wan_dtype dt, int threads, int reps, con
     w.qscale = qs;
     w.wscale = f8_scale;
     printf("M %lld x N %lld x K %lld, %s weights, %.1f GFLOP\n", (long long)s->M, (long long)s->N, (long long)s->K,
-           dt == WAN_DTYPE_I8 ? "q8_0" : wan_dtype_name(dt), flops * 1e-9);
+           dt == WAN_DTYPE_I8 ? "q8_0" : dt == WAN_DTYPE_U8 ? "q4_0" : wan_dtype_name(dt), flops * 1e-9);
     run_linear(WAN_LINEAR_PACKED, x, s, &w, b, y1, threads, 1); /* warm the pages of every buffer */
     timing tb = run_linear(WAN_LINEAR_BLAS, x, s, &w, b, y0, threads, reps);
     timing tp = run_linear(WAN_LINEAR_PACKED, x, s, &w, b, y1, threads, reps);
@@ -232,14 +238,15 @@ int main(int argc, char **argv)
     peak[1] = peak[0] * threads;
     printf("gemm bench: %d threads, kernels %s; attainable f32 FMA peak (bench/peak) %.1f GFLOP/s per core, so %.1f "
            "GFLOP/s for %d threads on idle cores\n", threads, wan_cpu_kernel_name(), peak[0], peak[1], threads);
-    static const wan_dtype all[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16, WAN_DTYPE_I8, WAN_DTYPE_F8_E4M3 };
-    static const char *const names[] = { "f32", "bf16", "f16", "q8_0", "f8" };
+    static const wan_dtype all[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16, WAN_DTYPE_I8, WAN_DTYPE_F8_E4M3,
+                                     WAN_DTYPE_U8 };
+    static const char *const names[] = { "f32", "bf16", "f16", "q8_0", "f8", "q4_0" };
     for (int i = 0; i < n; i++)
-        for (int d = 0; d < 5; d++) {
-            if (strcmp(dts, "all") ? strcasecmp(dts, names[d]) && strcmp(dts, wan_dtype_name(all[d])) : d == 2 || d == 4)
+        for (int d = 0; d < 6; d++) {
+            if (strcmp(dts, "all") ? strcasecmp(dts, names[d]) : d == 2 || d >= 4)
                 continue; /* "all": f32, bf16 and q8_0 */
-            if (all[d] == WAN_DTYPE_I8 && (sh[i].K % WAN_Q8_BLOCK)) {
-                printf("q8_0: skipping K = %lld (not whole blocks of %d)\n", (long long)sh[i].K, WAN_Q8_BLOCK);
+            if ((all[d] == WAN_DTYPE_I8 || all[d] == WAN_DTYPE_U8) && (sh[i].K % WAN_Q8_BLOCK)) {
+                printf("%s: skipping K = %lld (not whole blocks of %d)\n", names[d], (long long)sh[i].K, WAN_Q8_BLOCK);
                 continue;
             }
             bench_shape(&sh[i], all[d], threads, reps, peak);

@@ -570,8 +570,8 @@ typedef enum wan_lora_mode {
                              Full deltas (.diff) are still merged, into an f32 copy of that one weight.  */
     WAN_LORA_MERGE,       /* W' = round(W + ΔW) to the stored dtype, in private copies of every changed
                              weight (made when the expert's steps start, freed when they end): no compute
-                             cost, the memory of the changed weights again. q8_0 weights are quantised
-                             again (same rule as wan convert); float8 ones are merged into BF16 copies   */
+                             cost, the memory of the changed weights again. q8_0 and q4_0 weights are
+                             quantised again (as wan convert does); float8 ones are merged into BF16 copies */
     WAN_LORA_MERGE_F32    /* W' = W + ΔW kept in f32 copies (no rounding; twice the memory of BF16 weights) */
 } wan_lora_mode;
 
@@ -945,7 +945,11 @@ typedef enum wan_quant {
                       q · scale (scale = max|w| / 127 of the block, q rounded to nearest). About 8.5 bits per weight
                       (A14B: ~15 GB per expert instead of 28.6 in bf16). Rows whose length is not a multiple of 32
                       are kept. A wan.c format: diffusers cannot load it; the CPU backend runs it as it is, the CUDA
-                      backend gets it as BF16 (converted on the host when the expert is uploaded). */
+                      backend gets it as BF16 (converted on the host when the expert is uploaded). */,
+    WAN_QUANT_Q4_0 /* the same weights as q4_0: "<name>" U8 [N, K/2], two 4-bit values a byte (low nibble first, each
+                      q + 8, q in [-8, 7]), "<name>_scale" F16 [N, K/32] = (the block's value of largest magnitude) / -8.
+                      About 4.5 bits per weight (A14B: ~8 GB per expert); coarser than q8_0 (an error of up to half a
+                      step of 1/8 of the block's largest value): for machines where q8_0 does not fit. */
 } wan_quant;
 
 typedef struct wan_convert_params {

@@ -39,8 +39,9 @@ typedef struct writer {
 /* How an output tensor is made from its source. */
 typedef enum out_kind {
     OUT_COPY = 0,  /* the source's values, in `dtype` */
-    OUT_Q8_VALUES, /* a [N, K] weight (float, or float8) quantised to q8_0: the I8 values */
-    OUT_Q8_SCALES, /* ... and its F16 scales, [N, K / WAN_Q8_BLOCK] */
+    OUT_Q_VALUES,  /* a [N, K] weight (float, float8, or the other integer format) quantised to q8_0 or q4_0: the
+                      values (I8 [N, K], or U8 [N, K / 2]) */
+    OUT_Q_SCALES,  /* ... and its F16 scales, [N, K / WAN_Q8_BLOCK] */
     OUT_DEQUANT    /* a quantised weight (q8_0, float8 with its scale) as floats of `dtype` */
 } out_kind;
 
@@ -166,11 +167,16 @@ static void store_f(uint8_t *p, wan_dtype t, float f)
 /* Shape of the output tensor into sh; returns its rank. */
 static int out_shape(const out_tensor *o, int64_t *sh)
 {
-    for (int d = 0; d < o->t->ndim; d++)
-        sh[d] = o->t->shape[d];
-    if (o->kind == OUT_Q8_SCALES)
-        sh[1] /= WAN_Q8_BLOCK;
-    return o->t->ndim;
+    if (o->kind == OUT_COPY) {
+        for (int d = 0; d < o->t->ndim; d++)
+            sh[d] = o->t->shape[d];
+        return o->t->ndim;
+    }
+    sh[0] = o->w.ne[0]; /* the weight's [N, K] in values */
+    sh[1] = o->kind == OUT_Q_SCALES                              ? o->w.ne[1] / WAN_Q8_BLOCK
+            : o->kind == OUT_Q_VALUES && o->dtype == WAN_DTYPE_U8 ? o->w.ne[1] / 2
+                                                                  : o->w.ne[1];
+    return 2;
 }
 
 static int64_t out_bytes(const out_tensor *o)
@@ -181,10 +187,11 @@ static int64_t out_bytes(const out_tensor *o)
     return n * (int64_t)wan_dtype_size(o->dtype);
 }
 
-/* Writes a weight row by row: as q8_0 values or scales, or dequantised to floats. */
+/* Writes a weight row by row: as q8_0 or q4_0 values or scales, or dequantised to floats. */
 static wan_status write_q8(writer *w, FILE *f, const out_tensor *o, const char *path)
 {
-    const int64_t N = o->t->shape[0], K = o->t->shape[1], nb = K / WAN_Q8_BLOCK;
+    const int64_t N = o->w.ne[0], K = o->w.ne[1], nb = K / WAN_Q8_BLOCK;
+    const bool q4 = w->p.quantize == WAN_QUANT_Q4_0;
     const size_t des = wan_dtype_size(o->dtype);
     float *x = wan_malloc(sizeof(float) * (size_t)K);
     uint8_t *buf = wan_malloc((size_t)K * 4);
@@ -200,11 +207,14 @@ static wan_status write_q8(writer *w, FILE *f, const out_tensor *o, const char *
                 store_f(buf + k * des, o->dtype, x[k]);
             out = buf, bytes = (size_t)K * des;
         } else {
-            wan_q8_quantize_row(x, K, q, sc);
+            if (q4)
+                wan_q4_quantize_row(x, K, (uint8_t *)q, sc);
+            else
+                wan_q8_quantize_row(x, K, q, sc);
             for (int64_t b = 0; b < nb; b++) /* little-endian F16 in the file */
                 buf[2 * b] = (uint8_t)sc[b], buf[2 * b + 1] = (uint8_t)(sc[b] >> 8);
-            out = o->kind == OUT_Q8_VALUES ? (const void *)q : (const void *)buf;
-            bytes = o->kind == OUT_Q8_VALUES ? (size_t)K : (size_t)nb * 2;
+            out = o->kind == OUT_Q_VALUES ? (const void *)q : (const void *)buf;
+            bytes = o->kind == OUT_Q_VALUES ? (size_t)(q4 ? K / 2 : K) : (size_t)nb * 2;
         }
         if (fwrite(out, 1, bytes, f) != bytes)
             rc = wan_err(w->err, WAN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
@@ -380,19 +390,28 @@ static bool quant_target(wan_component c, const char *name)
 static bool quantised_weight(const wan_st_set *s, const wan_st_entry *e, wan_tensor *qv)
 {
     wan_error err = { 0 };
-    return (e->t->dtype == WAN_DTYPE_I8 || wan_dtype_is_f8(e->t->dtype)) && e->t->ndim == 2 &&
-           wan_st_set_get_weight(s, e->name, e->t->shape[0], e->t->shape[1], qv, &err) == WAN_OK;
+    const bool q4 = e->t->dtype == WAN_DTYPE_U8; /* two values a byte */
+    return (e->t->dtype == WAN_DTYPE_I8 || q4 || wan_dtype_is_f8(e->t->dtype)) && e->t->ndim == 2 &&
+           wan_st_set_get_weight(s, e->name, e->t->shape[0], e->t->shape[1] * (q4 ? 2 : 1), qv, &err) == WAN_OK;
 }
 
-/* How weight e is written: quantised to q8_0 (--quantize q8_0, a quant_target float or float8 weight),
- * dequantised (a quantised source with --dtype, but q8_0 stays q8_0 under --quantize q8_0), or copied. */
-static out_kind weight_kind(const writer *w, wan_component c, const wan_st_entry *e, bool quantised)
+/* The source dtype of weights already in the --quantize format (I8 for q8_0, U8 for q4_0), or -1. */
+static int target_dtype(const writer *w)
+{
+    return w->p.quantize == WAN_QUANT_Q8_0 ? WAN_DTYPE_I8 : w->p.quantize == WAN_QUANT_Q4_0 ? WAN_DTYPE_U8 : -1;
+}
+
+/* How weight e (its row length K in values) is written: quantised (--quantize, a quant_target float, float8 or
+ * other-format weight), dequantised (a quantised source with --dtype, unless it is already in the --quantize format),
+ * or copied. */
+static out_kind weight_kind(const writer *w, wan_component c, const wan_st_entry *e, bool quantised, int64_t K)
 {
     const wan_st_tensor *t = e->t;
-    if (w->p.quantize == WAN_QUANT_Q8_0 && t->dtype != WAN_DTYPE_I8 && (quantised || is_float(t->dtype)) &&
-        t->ndim == 2 && t->shape[1] % WAN_Q8_BLOCK == 0 && quant_target(c, e->name))
-        return OUT_Q8_VALUES;
-    if (quantised && w->p.dtype >= 0 && !(t->dtype == WAN_DTYPE_I8 && w->p.quantize == WAN_QUANT_Q8_0))
+    const bool in_format = quantised && (int)t->dtype == target_dtype(w);
+    if (target_dtype(w) >= 0 && !in_format && (quantised || is_float(t->dtype)) && t->ndim == 2 &&
+        K % WAN_Q8_BLOCK == 0 && quant_target(c, e->name))
+        return OUT_Q_VALUES;
+    if (quantised && w->p.dtype >= 0 && !in_format)
         return OUT_DEQUANT;
     return OUT_COPY;
 }
@@ -449,7 +468,7 @@ static wan_status gather(writer *w, wan_component c, wan_st_rename_fn fn, void *
         if (shared && !strcmp(e->name, "encoder.embed_tokens.weight"))
             continue;
         if ((owner = aux_owner(s, e, &qv))) { /* kept bit for bit beside a kept weight, whatever --dtype says */
-            if (weight_kind(w, c, owner, true) == OUT_COPY)
+            if (weight_kind(w, c, owner, true, qv.ne[1]) == OUT_COPY)
                 rc = add_out(w, v, &n, e->name, "", fn, user, (out_tensor){ .t = t, .dtype = t->dtype });
             continue;
         }
@@ -459,15 +478,15 @@ static wan_status gather(writer *w, wan_component c, wan_st_rename_fn fn, void *
             continue;
         }
         const bool quantised = quantised_weight(s, e, &qv);
-        const out_kind k = weight_kind(w, c, e, quantised);
+        const out_kind k = weight_kind(w, c, e, quantised, quantised ? qv.ne[1] : t->ndim == 2 ? t->shape[1] : 1);
         if (!quantised && k != OUT_COPY)
             qv = wan_tensor_view(t->dtype, 2, (int64_t[]){ t->shape[0], t->shape[1] }, (void *)t->data);
-        if (k == OUT_Q8_VALUES) {
+        if (k == OUT_Q_VALUES) {
             rc = add_out(w, v, &n, e->name, "", fn, user,
-                         (out_tensor){ .t = t, .w = qv, .dtype = WAN_DTYPE_I8, .kind = OUT_Q8_VALUES });
+                         (out_tensor){ .t = t, .w = qv, .dtype = (wan_dtype)target_dtype(w), .kind = OUT_Q_VALUES });
             if (rc == WAN_OK)
                 rc = add_out(w, v, &n, e->name, "_scale", fn, user,
-                             (out_tensor){ .t = t, .w = qv, .dtype = WAN_DTYPE_F16, .kind = OUT_Q8_SCALES });
+                             (out_tensor){ .t = t, .w = qv, .dtype = WAN_DTYPE_F16, .kind = OUT_Q_SCALES });
         } else if (k == OUT_DEQUANT) {
             rc = add_out(w, v, &n, e->name, "", fn, user,
                          (out_tensor){ .t = t, .w = qv, .dtype = (wan_dtype)w->p.dtype, .kind = OUT_DEQUANT });
@@ -910,7 +929,7 @@ wan_status wan_model_convert(const wan_model_t *model, const char *dst, const wa
         rc = wan_err(&err, WAN_ERR_INVALID_ARG, "wan_model_convert: unknown layout %d", (int)w.p.layout);
     else if (w.p.dtype >= 0 && !is_float((wan_dtype)w.p.dtype))
         rc = wan_err(&err, WAN_ERR_INVALID_ARG, "wan_model_convert: dtype must be F32, F16 or BF16 (or -1 to keep)");
-    else if (w.p.quantize != WAN_QUANT_NONE && w.p.quantize != WAN_QUANT_Q8_0)
+    else if (w.p.quantize != WAN_QUANT_NONE && w.p.quantize != WAN_QUANT_Q8_0 && w.p.quantize != WAN_QUANT_Q4_0)
         rc = wan_err(&err, WAN_ERR_INVALID_ARG, "wan_model_convert: unknown quantisation %d", (int)w.p.quantize);
     else if (w.p.shard_bytes <= 0)
         rc = wan_err(&err, WAN_ERR_INVALID_ARG, "wan_model_convert: shard size must be positive");

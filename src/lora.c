@@ -437,11 +437,15 @@ static wan_status check_expert(const wan_lora_t *l, const wan_st_set *w, int *hi
                              m->a->name);
             continue;
         }
-        const int64_t *ws = e->t->shape, r = m->a->shape[0];
+        const int64_t r = m->a->shape[0];
         if (e->t->ndim != 2)
             return wan_err(err, WAN_ERR_UNSUPPORTED, "LoRA %s: key '%s': a low-rank pair on '%s' %s (not a Linear) "
                            "is not supported", l->path, m->a->name, e->name,
-                           wan_shape_str(e->t->ndim, ws, s1, sizeof s1));
+                           wan_shape_str(e->t->ndim, e->t->shape, s1, sizeof s1));
+        char sname[sizeof name + 8];
+        snprintf(sname, sizeof sname, "%s_scale", name);
+        const bool q4 = e->t->dtype == WAN_DTYPE_U8 && wan_st_set_find(w, sname); /* q4_0: two values a byte */
+        const int64_t ws[2] = { e->t->shape[0], e->t->shape[1] * (q4 ? 2 : 1) };
         if (m->a->shape[1] != ws[1] || m->b->shape[0] != ws[0])
             return wan_err(err, WAN_ERR_SHAPE, "LoRA %s: keys '%s' %s and '%s' %s do not fit the model's '%s' %s "
                            "(expected A [%lld, %lld] and B [%lld, %lld])", l->path, m->a->name,
@@ -798,14 +802,20 @@ static wan_status rebind_pass(wan_lora_request *q, wan_dit_param *P, int nP, lin
         if (wan_dtype_is_f8(dt)) /* float8 has no room for W + ΔW: merged in bf16 */
             dt = WAN_DTYPE_BF16;
         void *data = lp[i].wf;
-        if (lin->w.qscale && dt == WAN_DTYPE_I8) { /* q8_0: quantised again, row by row */
-            int8_t *qv = bind_alloc(q, (size_t)(N * K), err);
+        if (lin->w.qscale && (dt == WAN_DTYPE_I8 || dt == WAN_DTYPE_U8)) { /* q8_0 / q4_0: quantised again */
+            const int q4 = dt == WAN_DTYPE_U8;
+            uint8_t *qv = bind_alloc(q, (size_t)(q4 ? N * K / 2 : N * K), err);
             uint16_t *qs = qv ? bind_alloc(q, sizeof(uint16_t) * (size_t)(N * K / WAN_Q8_BLOCK), err) : NULL;
             if (!qs)
                 return wan_err_wrap(err, "merging into '%s'", P[i].name);
-            for (int64_t n = 0; n < N; n++)
-                wan_q8_quantize_row(lp[i].wf + n * K, K, qv + n * K, qs + n * (K / WAN_Q8_BLOCK));
-            lin->w = wan_tensor_view(WAN_DTYPE_I8, 2, (int64_t[]){ N, K }, qv);
+            for (int64_t n = 0; n < N; n++) {
+                uint16_t *sn = qs + n * (K / WAN_Q8_BLOCK);
+                if (q4)
+                    wan_q4_quantize_row(lp[i].wf + n * K, K, qv + n * (K / 2), sn);
+                else
+                    wan_q8_quantize_row(lp[i].wf + n * K, K, (int8_t *)qv + n * K, sn);
+            }
+            lin->w = wan_tensor_view(dt, 2, (int64_t[]){ N, K }, qv);
             lin->w.qscale = qs;
             continue;
         }

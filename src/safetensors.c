@@ -623,30 +623,32 @@ wan_status wan_st_set_get_weight(const wan_st_set *s, const char *name, int64_t 
                                  wan_error *err)
 {
     const wan_st_entry *e = wan_st_set_find(s, name);
-    if (!e || (e->t->dtype != WAN_DTYPE_I8 && !wan_dtype_is_f8(e->t->dtype)))
+    if (!e || (e->t->dtype != WAN_DTYPE_I8 && e->t->dtype != WAN_DTYPE_U8 && !wan_dtype_is_f8(e->t->dtype)))
         return wan_st_set_get(s, name, 2, (int64_t[]){ N, K }, out, err);
     const wan_st_tensor *t = e->t;
-    const char *file = s->files[e->file]->path;
+    const char *file = s->files[e->file]->path, *fmt = t->dtype == WAN_DTYPE_U8 ? "q4_0" : "q8_0";
     char a[160], b[160], sname[512];
-    if (t->ndim != 2 || t->shape[0] != N || t->shape[1] != K)
-        return wan_err(err, WAN_ERR_SHAPE, "%s: tensor '%s' has shape %s, the config implies %s", file, t->name,
-                       wan_shape_str(t->ndim, t->shape, a, sizeof a), wan_shape_str(2, (int64_t[]){ N, K }, b, sizeof b));
-    if (t->dtype != WAN_DTYPE_I8)
+    const int64_t stored = t->dtype == WAN_DTYPE_U8 ? K / 2 : K; /* q4_0: two values a byte */
+    if (t->ndim != 2 || t->shape[0] != N || t->shape[1] != stored || (t->dtype == WAN_DTYPE_U8 && K % 2))
+        return wan_err(err, WAN_ERR_SHAPE, "%s: tensor '%s' has shape %s, the config implies %s%s", file, t->name,
+                       wan_shape_str(t->ndim, t->shape, a, sizeof a), wan_shape_str(2, (int64_t[]){ N, stored }, b, sizeof b),
+                       t->dtype == WAN_DTYPE_U8 ? " (q4_0: two values a byte)" : "");
+    if (wan_dtype_is_f8(t->dtype))
         return get_f8_weight(s, e, N, K, out, err);
     if (K % WAN_Q8_BLOCK)
-        return wan_err(err, WAN_ERR_UNSUPPORTED, "%s: tensor '%s' is I8 (q8_0) but its rows of %lld values are not "
-                       "whole blocks of %d", file, t->name, (long long)K, WAN_Q8_BLOCK);
+        return wan_err(err, WAN_ERR_UNSUPPORTED, "%s: tensor '%s' is %s (%s) but its rows of %lld values are not "
+                       "whole blocks of %d", file, t->name, wan_dtype_name(t->dtype), fmt, (long long)K, WAN_Q8_BLOCK);
     snprintf(sname, sizeof sname, "%s_scale", name);
     const wan_st_entry *se = wan_st_set_find(s, sname);
     if (!se)
-        return wan_err(err, WAN_ERR_NOT_FOUND, "%s: tensor '%s' is I8 (q8_0) but its scales '%s' are missing", file,
-                       t->name, sname);
+        return wan_err(err, WAN_ERR_NOT_FOUND, "%s: tensor '%s' is %s (%s) but its scales '%s' are missing", file,
+                       t->name, wan_dtype_name(t->dtype), fmt, sname);
     const int64_t ss[2] = { N, K / WAN_Q8_BLOCK };
     if (se->t->dtype != WAN_DTYPE_F16 || se->t->ndim != 2 || se->t->shape[0] != ss[0] || se->t->shape[1] != ss[1])
-        return wan_err(err, WAN_ERR_SHAPE, "%s: q8_0 scales '%s' are %s %s, '%s' needs F16 %s",
-                       s->files[se->file]->path, sname, wan_dtype_name(se->t->dtype),
+        return wan_err(err, WAN_ERR_SHAPE, "%s: %s scales '%s' are %s %s, '%s' needs F16 %s",
+                       s->files[se->file]->path, fmt, sname, wan_dtype_name(se->t->dtype),
                        wan_shape_str(se->t->ndim, se->t->shape, a, sizeof a), t->name, wan_shape_str(2, ss, b, sizeof b));
-    *out = wan_tensor_view(WAN_DTYPE_I8, 2, (int64_t[]){ N, K }, (void *)t->data);
+    *out = wan_tensor_view(t->dtype, 2, (int64_t[]){ N, K }, (void *)t->data);
     out->name = e->name;
     out->qscale = (const uint16_t *)se->t->data;
     return WAN_OK;

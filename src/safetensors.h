@@ -95,7 +95,8 @@ wan_status wan_st_set_get(const wan_st_set *s, const char *name, int ndim, const
 
 /* Looks up the 2-D weight `name` of a linear layer, [N, K]: F32/F16/BF16 as wan_st_set_get; q8_0: `name`
  * of dtype I8 with `<name>_scale` of dtype F16, [N, K / WAN_Q8_BLOCK] (K a multiple of WAN_Q8_BLOCK), given as an
- * I8 view with out->qscale set; or float8 (F8_E4M3, F8_E5M2) with an optional per-tensor scale, given in
+ * I8 view with out->qscale set; q4_0: `name` of dtype U8 [N, K / 2] with the same scales, given as a U8 view of ne
+ * [N, K] (quant.h) with out->qscale set; or float8 (F8_E4M3, F8_E5M2) with an optional per-tensor scale, given in
  * out->wscale (see get_f8_weight in safetensors.c for the names). Errors as wan_st_set_get's, and for a missing or
  * misshapen scale tensor. */
 wan_status wan_st_set_get_weight(const wan_st_set *s, const char *name, int64_t N, int64_t K, wan_tensor *out,

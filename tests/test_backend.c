@@ -961,18 +961,21 @@ TEST(backend_dit_upload)
  * in-place one. */
 TEST(backend_dit_upload_quantised)
 {
-    char tmp[] = "/tmp/wan-upload-XXXXXX", err[1024] = "", q8[300];
+    char tmp[] = "/tmp/wan-upload-XXXXXX", err[1024] = "", q8[300], q4[300];
     CHECK(mkdtemp(tmp));
     snprintf(q8, sizeof q8, "%s/q8", tmp);
+    snprintf(q4, sizeof q4, "%s/q4", tmp);
     wan_model_t *m = NULL;
     wan_convert_params p = wan_convert_default_params();
     p.quantize = WAN_QUANT_Q8_0;
     CHECK_RC(wan_model_load(wan_test_fixture("tiny-wan22-t2v"), NULL, &m, err, sizeof err), WAN_OK, err);
     CHECK_RC(wan_model_convert(m, q8, &p, err, sizeof err), WAN_OK, err);
+    p.quantize = WAN_QUANT_Q4_0;
+    CHECK_RC(wan_model_convert(m, q4, &p, err, sizeof err), WAN_OK, err);
     wan_model_free(m);
-    const char *const srcs[2] = { q8, wan_test_fixture("fp8/comfy_scaled_e4m3") };
-    static const char *const what[2] = { "q8_0", "float8" };
-    for (int k = 0; k < 2; k++) {
+    const char *const srcs[3] = { q8, q4, wan_test_fixture("fp8/comfy_scaled_e4m3") };
+    static const char *const what[3] = { "q8_0", "q4_0", "float8" };
+    for (int k = 0; k < 3; k++) {
         wan_error e = { 0 };
         m = NULL;
         CHECK_RC(wan_model_load(srcs[k], NULL, &m, err, sizeof err), WAN_OK, err);

@@ -557,3 +557,67 @@ TEST(convert_float8)
         wan_test_rm_tree(tmp);
     }
 }
+
+/* --quantize q4_0: the same 61 linear weights as U8 [N, K/2] + F16 scales, bit for bit what wan_q4_quantize_row gives;
+ * the forwards equal those of the f32 copy (q · scale is exact in f32), and stay within Q4_REF_TOL of the reference:
+ * a step of 1/8 of the block's largest value instead of 1/127, so 16 times Q8_REF_TOL. */
+#define Q4_REF_TOL (16 * Q8_REF_TOL)
+
+TEST(convert_q4_0)
+{
+    char tmp[] = "/tmp/wan-convert-XXXXXX", err[1024] = "", q4[300], deq[300];
+    CHECK(mkdtemp(tmp));
+    snprintf(q4, sizeof q4, "%s/q4", tmp);
+    snprintf(deq, sizeof deq, "%s/deq", tmp);
+    const char *src = wan_test_fixture("tiny-wan22-t2v");
+    CHECK_RC(convert_q(src, q4, WAN_CONVERT_DIFFUSERS, -1, WAN_QUANT_Q4_0, err, sizeof err), WAN_OK, err);
+    CHECK_RC(convert_q(q4, deq, WAN_CONVERT_DIFFUSERS, WAN_DTYPE_F32, WAN_QUANT_NONE, err, sizeof err), WAN_OK, err);
+    wan_model_t *a = NULL, *q = NULL, *d = NULL;
+    CHECK_RC(wan_model_load(src, NULL, &a, err, sizeof err), WAN_OK, err);
+    CHECK_RC(wan_model_load(q4, NULL, &q, err, sizeof err), WAN_OK, err);
+    CHECK_RC(wan_model_load(deq, NULL, &d, err, sizeof err), WAN_OK, err);
+    int n_q4 = 0;
+    for (size_t k = 0; k < sizeof k_all / sizeof *k_all; k++) {
+        const wan_st_set *x = wan_model_weights(a, k_all[k]), *y = wan_model_weights(q, k_all[k]);
+        for (int i = 0; i < x->n; i++) {
+            const wan_st_tensor *s = x->entries[i].t, *t = wan_st_set_find(y, x->entries[i].name)->t;
+            if (t->dtype != WAN_DTYPE_U8)
+                continue;
+            n_q4++;
+            char sname[300];
+            snprintf(sname, sizeof sname, "%s_scale", x->entries[i].name);
+            const wan_st_tensor *st = wan_st_set_find(y, sname)->t;
+            const int64_t K = s->shape[1];
+            CHECK(t->shape[1] == K / 2 && st->shape[1] == K / WAN_Q8_BLOCK && K <= 512);
+            float row[512];
+            uint8_t qv[256];
+            uint16_t sc[16];
+            for (int64_t r = 0; r < s->shape[0]; r++) {
+                memcpy(row, s->data + (size_t)(r * K) * 4, (size_t)K * 4);
+                wan_q4_quantize_row(row, K, qv, sc);
+                CHECK_MSG(!memcmp(qv, t->data + r * (K / 2), (size_t)(K / 2)) &&
+                              !memcmp(sc, st->data + (size_t)(r * (K / WAN_Q8_BLOCK)) * 2, (size_t)(K / 16)),
+                          "%s row %lld", x->entries[i].name, (long long)r);
+            }
+        }
+    }
+    printf("    %d linear weights as q4_0\n", n_q4);
+    CHECK(n_q4 == 2 * 2 * 10 + 3 * 7);
+    wan_host_tensor oq = { 0 }, od = { 0 }, ref = { 0 };
+    CHECK(dit_forward(q, &oq, &ref) && dit_forward(d, &od, NULL));
+    CHECK(wan_test_compare("q4_0 transformer vs its f32 copy", oq.data, od.data, (size_t)wan_host_tensor_numel(&oq),
+                           Q8_SAME_TOL));
+    CHECK(wan_test_compare("q4_0 transformer vs fp32 reference", oq.data, ref.data, (size_t)wan_host_tensor_numel(&oq),
+                           Q4_REF_TOL));
+    wan_host_tensor_free(&oq), wan_host_tensor_free(&od), wan_host_tensor_free(&ref);
+    CHECK(te_forward(q, &oq, &ref) && te_forward(d, &od, NULL));
+    CHECK(wan_test_compare("q4_0 umT5 vs its f32 copy", oq.data, od.data, (size_t)wan_host_tensor_numel(&oq),
+                           Q8_SAME_TOL));
+    CHECK(wan_test_compare("q4_0 umT5 vs fp32 reference", oq.data, ref.data, (size_t)wan_host_tensor_numel(&oq),
+                           Q4_REF_TOL));
+    wan_host_tensor_free(&oq), wan_host_tensor_free(&od), wan_host_tensor_free(&ref);
+    wan_model_free(a);
+    wan_model_free(q);
+    wan_model_free(d);
+    wan_test_rm_tree(tmp);
+}

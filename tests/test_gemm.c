@@ -40,19 +40,23 @@ static uint8_t *make_weights(const gemm_case *c, float *wf, wan_tensor *w)
         return NULL;
     uint8_t *data = store + c->misalign;
     *w = wan_tensor_view(c->dt, 2, (int64_t[]){ c->N, c->K }, data);
-    if (c->dt == WAN_DTYPE_I8) { /* random scales (some zero blocks) and values, quantised as wan convert does */
+    if (c->dt == WAN_DTYPE_I8 || c->dt == WAN_DTYPE_U8) { /* q8_0 / q4_0: random values (some zero blocks),
+                                                                quantised as wan convert does */
         uint16_t *qs = (uint16_t *)(void *)(data + nv);
         float row[4096];
         for (int64_t n = 0; n < c->N; n++) {
             for (int64_t k = 0; k < c->K; k++)
                 row[k] = (k / WAN_Q8_BLOCK) % 5 == 4 ? 0.0f : ldexpf(frand(), (int)(n % 7) - 4);
             uint16_t sc[4096 / WAN_Q8_BLOCK];
-            wan_q8_quantize_row(row, c->K, (int8_t *)data + n * c->K, sc);
+            if (c->dt == WAN_DTYPE_I8)
+                wan_q8_quantize_row(row, c->K, (int8_t *)data + n * c->K, sc);
+            else
+                wan_q4_quantize_row(row, c->K, data + n * (c->K / 2), sc);
             memcpy(qs + n * (c->K / WAN_Q8_BLOCK), sc, sizeof(uint16_t) * (size_t)(c->K / WAN_Q8_BLOCK));
         }
         w->qscale = qs;
         for (int64_t n = 0; n < c->N; n++)
-            wan_q8_row_to_f32(w, n, 0, c->K, wf + n * c->K);
+            wan_cpu_weight_row_to_f32(w, c->K, n, 0, c->K, wf + n * c->K);
         return store;
     }
     if (wan_dtype_is_f8(c->dt)) { /* random finite codes, a per-tensor scale that brings them to ~[-1, 1] */
@@ -131,7 +135,7 @@ static int run_case(const wan_gemm_ukr *u, const gemm_case *c, int rows)
         }
         char name[160];
         snprintf(name, sizeof name, "%s %s %s M%lld N%lld K%lld%s%s t%d", u->name, rows ? "rows" : "packed",
-                 c->dt == WAN_DTYPE_I8 ? "q8_0" : wan_dtype_name(c->dt), (long long)M, (long long)N, (long long)K, c->misalign ? " unaligned" : "",
+                 c->dt == WAN_DTYPE_I8 ? "q8_0" : c->dt == WAN_DTYPE_U8 ? "q4_0" : wan_dtype_name(c->dt), (long long)M, (long long)N, (long long)K, c->misalign ? " unaligned" : "",
                  c->bias ? " bias" : "", c->threads);
         ok = wan_test_compare(name, got, ref, (size_t)(M * N), GEMM_TOL);
         if (!pad_ok)
@@ -165,6 +169,8 @@ TEST(gemm_packed_every_isa)
         { 13, 33, 300, 301, 40, WAN_DTYPE_F8_E4M3, 1, 1, 2 }, /* float8 with a scale: edges, two depth blocks */
         { 97, 48, 264, 264, 48, WAN_DTYPE_F8_E5M2, 0, 1, 3 },
         { 5, 16, 8, 8, 16, WAN_DTYPE_F8_E4M3, 3, 0, 1 },
+        { 13, 33, 320, 321, 40, WAN_DTYPE_U8, 1, 1, 2 },     /* q4_0 */
+        { 97, 48, 288, 288, 48, WAN_DTYPE_U8, 0, 1, 3 },
     };
     for (size_t t = 0; t < sizeof g_tables / sizeof *g_tables; t++) {
         if (!wan_kernels_supported(g_tables[t])) {
@@ -192,6 +198,7 @@ TEST(gemm_bf16_products)
         { 64, 64, 32, 32, 64, WAN_DTYPE_F16, 1, 1, 1 },
         { 40, 33, 608, 608, 40, WAN_DTYPE_I8, 1, 1, 2 },
         { 33, 40, 300, 300, 40, WAN_DTYPE_F8_E4M3, 1, 1, 2 },
+        { 33, 40, 608, 608, 40, WAN_DTYPE_U8, 1, 1, 2 },
         { 32, 64, 64, 64, 64, WAN_DTYPE_I8, 0, 0, 1 },
     };
     static const wan_gemm_ukr *const ukrs[] = { &wan_gemm_ukr_avx512bf16, &wan_gemm_ukr_amx };
@@ -218,6 +225,7 @@ TEST(gemm_rows_every_isa)
         { 3, 50, 96, 100, 51, WAN_DTYPE_I8, 1, 0, 2 },
         { 2, 20, 37, 37, 20, WAN_DTYPE_F8_E4M3, 1, 1, 2 },
         { 4, 9, 64, 64, 9, WAN_DTYPE_F8_E5M2, 0, 0, 1 },
+        { 3, 50, 96, 100, 51, WAN_DTYPE_U8, 1, 1, 2 },
     };
     for (size_t t = 0; t < sizeof g_tables / sizeof *g_tables; t++) {
         if (!wan_kernels_supported(g_tables[t])) {
@@ -234,11 +242,11 @@ TEST(gemm_linear_modes)
 {
     static const wan_linear_mode modes[] = { WAN_LINEAR_AUTO, WAN_LINEAR_BLAS, WAN_LINEAR_PACKED };
     static const wan_dtype dts[] = { WAN_DTYPE_F32, WAN_DTYPE_BF16, WAN_DTYPE_F16, WAN_DTYPE_I8, WAN_DTYPE_F8_E4M3,
-                                     WAN_DTYPE_F8_E5M2 };
+                                     WAN_DTYPE_F8_E5M2, WAN_DTYPE_U8 };
     for (size_t mi = 0; mi < 3; mi++)
         for (size_t di = 0; di < sizeof dts / sizeof *dts; di++)
             for (int64_t M = 1; M <= 130; M += 129) {
-                const int64_t N = 70, K = dts[di] == WAN_DTYPE_I8 ? 320 : 300;
+                const int64_t N = 70, K = dts[di] == WAN_DTYPE_I8 || dts[di] == WAN_DTYPE_U8 ? 320 : 300;
                 gemm_case c = { M, N, K, K, N, dts[di], 0, 1, 2 };
                 float *x = wan_malloc((size_t)(M * K) * 4), *wf = wan_malloc((size_t)(N * K) * 4);
                 float *b = wan_malloc((size_t)N * 4), *y = wan_malloc((size_t)(M * N) * 4);
@@ -356,4 +364,51 @@ TEST(gemm_q8_quantize_row)
                           (double)x[i], q[i]);
         }
     }
+}
+
+/* wan_q4_quantize_row: nibble k % 2 of byte k / 2 holds q + 8; the block's value of largest magnitude is q = -8 and
+ * every value is within half a step (or, on the other side, clamped at 7 steps: at most one step off); zero blocks, NaN and ±inf as for q8_0; wan_q4_row_to_f32 (the reference of the
+ * q4_0 GEMM cases) reads the same values at any offset. */
+TEST(gemm_q4_quantize_row)
+{
+    enum { K = 4 * WAN_Q8_BLOCK };
+    float x[K], back[K];
+    uint8_t q[K / 2];
+    uint16_t sc[K / WAN_Q8_BLOCK];
+    for (int i = 0; i < K; i++)
+        x[i] = ldexpf(frand(), i / WAN_Q8_BLOCK * 3 - 6);
+    for (int i = WAN_Q8_BLOCK; i < 2 * WAN_Q8_BLOCK; i++)
+        x[i] = 0.0f;
+    x[2 * WAN_Q8_BLOCK + 3] = NAN;
+    x[2 * WAN_Q8_BLOCK + 5] = INFINITY;
+    wan_q4_quantize_row(x, K, q, sc);
+    wan_tensor w = wan_tensor_view(WAN_DTYPE_U8, 2, (int64_t[]){ 1, K }, q);
+    w.qscale = sc;
+    wan_q4_row_to_f32(&w, 0, 0, K, back);
+    for (int b = 0; b < K / WAN_Q8_BLOCK; b++) {
+        const float s = wan_f16_to_f32(sc[b]);
+        float m = 0.0f;
+        for (int i = b * WAN_Q8_BLOCK; i < (b + 1) * WAN_Q8_BLOCK; i++)
+            if (isfinite(x[i]) && fabsf(x[i]) > fabsf(m))
+                m = x[i];
+        printf("    block %d: extreme %.4g, scale %.4g\n", b, (double)m, (double)s);
+        CHECK(b == 1 ? s == 0.0f : fabsf(s - m / -8.0f) <= fabsf(m) / 8.0f * 0x1p-10f);
+        for (int i = b * WAN_Q8_BLOCK; i < (b + 1) * WAN_Q8_BLOCK; i++) {
+            const int qi = (q[i / 2] >> (4 * (i % 2)) & 15) - 8;
+            CHECK(back[i] == (float)qi * s);
+            if (isnan(x[i]))
+                CHECK(qi == 0);
+            else if (isinf(x[i]))
+                CHECK(qi == (s < 0 ? -8 : 7));
+            else if (x[i] == m && m != 0.0f)
+                CHECK(qi == -8);
+            else /* half a step, or the clamp at 7 steps on the side opposite the extreme (at most one step) */
+                CHECK_MSG(fabsf((float)qi * s - x[i]) <= fmaxf(0.5f * fabsf(s), fabsf(x[i]) - 7.0f * fabsf(s)) +
+                                                             fabsf(m) * 0x1p-9f,
+                          "x[%d] = %g -> %d", i, (double)x[i], qi);
+        }
+    }
+    float part[40];
+    wan_q4_row_to_f32(&w, 0, 7, 40, part); /* an odd start, across a block boundary */
+    CHECK(!memcmp(part, back + 7, sizeof part));
 }

@@ -311,9 +311,10 @@ TEST(lora_merge_bf16_vs_runtime)
 
 /* A q8_0 expert (the BF16 one converted with --quantize q8_0): on the fly the adapter adds to the q8_0 product; merged
  * in f32 it is added to the f32 values the q8_0 weights stand for (so both agree within TOL_F32_MERGE); merged in the
- * stored dtype the sum is quantised again (within TOL_Q8_MERGE of the others). Then a float8 expert likewise, whose
- * merge in the stored dtype is a BF16 copy. */
+ * stored dtype the sum is quantised again (within TOL_Q8_MERGE of the others). Then the q4_0 copy, and a float8 expert,
+ * whose merge in the stored dtype is a BF16 copy. */
 #define TOL_Q8_MERGE 3e-2
+#define TOL_Q4_MERGE (16 * TOL_Q8_MERGE) /* a step 16 times coarser */
 
 TEST(lora_q8_0)
 {
@@ -325,6 +326,10 @@ TEST(lora_q8_0)
     wan_convert_params p = wan_convert_default_params();
     p.quantize = WAN_QUANT_Q8_0;
     CHECK_RC(wan_model_convert(m, dst, &p, err, sizeof err), WAN_OK, err);
+    char dst4[320];
+    snprintf(dst4, sizeof dst4, "%s/q4", tmp);
+    p.quantize = WAN_QUANT_Q4_0;
+    CHECK_RC(wan_model_convert(m, dst4, &p, err, sizeof err), WAN_OK, err);
     wan_model_free(m);
     m = NULL;
     CHECK_RC(wan_model_load(dst, NULL, &m, err, sizeof err), WAN_OK, err);
@@ -343,6 +348,17 @@ TEST(lora_q8_0)
     CHECK(wan_test_compare("q8_0, merged f32 vs on the fly", mf.data, rt.data, n, TOL_F32_MERGE));
     CHECK(wan_test_compare("q8_0, merged q8_0 vs on the fly", mg.data, rt.data, n, TOL_Q8_MERGE));
     wan_host_tensor *t[] = { &rt, &mg, &mf };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        wan_host_tensor_free(t[i]);
+    wan_model_free(m);
+    /* q4_0 likewise, merged in the stored dtype quantised again at 4 bits */
+    m = NULL;
+    CHECK_RC(wan_model_load(dst4, NULL, &m, err, sizeof err), WAN_OK, err);
+    forward_mode(m, WAN_LORA_RUNTIME, &hs, &ts, &ehs, &rt, failed_);
+    forward_mode(m, WAN_LORA_MERGE, &hs, &ts, &ehs, &mg, failed_);
+    forward_mode(m, WAN_LORA_MERGE_F32, &hs, &ts, &ehs, &mf, failed_);
+    CHECK(wan_test_compare("q4_0, merged f32 vs on the fly", mf.data, rt.data, n, TOL_F32_MERGE));
+    CHECK(wan_test_compare("q4_0, merged q4_0 vs on the fly", mg.data, rt.data, n, TOL_Q4_MERGE));
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         wan_host_tensor_free(t[i]);
     wan_model_free(m);

@@ -90,7 +90,9 @@ static void f8_lut_init(void)
 
 void wan_cpu_weight_row_to_f32(const wan_tensor *w, int64_t ldw, int64_t row, int64_t k0, int64_t n, float *dst)
 {
-    if (w->qscale) {
+    if (wan_tensor_is_q4(w)) {
+        wan_q4_row_to_f32(w, row, k0, n, dst);
+    } else if (w->qscale) {
         wan_q8_row_to_f32(w, row, k0, n, dst);
     } else if (wan_dtype_is_f8(w->dtype)) {
         pthread_once(&g_f8_once, f8_lut_init);

@@ -37,6 +37,20 @@ static inline __m256 load8_q8(const int8_t *q, int64_t k, __m256 s)
     return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), s);
 }
 
+/* Eight consecutive q4_0 values (4 bytes at p: low nibble first, each q + 8), times s, as f32: every byte twice, then
+ * shifted by 0 or 4 and masked. */
+static inline __m256 load8_q4(const uint8_t *p, __m256 s)
+{
+    int32_t four;
+    memcpy(&four, p, 4);
+    const __m128i dup = _mm_shuffle_epi8(_mm_cvtsi32_si128(four), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1,
+                                                                                   -1, -1, -1, -1));
+    const __m256i n = _mm256_and_si256(_mm256_srlv_epi32(_mm256_cvtepu8_epi32(dup),
+                                                         _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
+                                       _mm256_set1_epi32(15));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(n, _mm256_set1_epi32(8))), s);
+}
+
 /* Eight consecutive float8 values (F8_E4M3 or F8_E5M2) at p (any alignment), times s, as f32. E4M3: normal codes
  * become f32 bits by moving the exponent and mantissa up 20 bits and adding 120 to the exponent; subnormal ones
  * (exponent 0) are m · 2^-9; S.1111.111 is NaN. E5M2 is the top byte of a half. */
@@ -83,6 +97,19 @@ static inline void gemm_pack_b_simd(int nr, const wan_tensor *w, int64_t ldw, in
                                     int64_t kc, float *dst)
 {
     const wan_dtype dtype = w->dtype;
+    if (rows == nr && kc % 8 == 0 && wan_tensor_is_q4(w)) { /* q4_0: as q8_0, 4 bytes per 8 values */
+        const uint8_t *src = (const uint8_t *)w->data + n0 * (ldw / 2) + k0 / 2;
+        const int64_t nb = ldw / WAN_Q8_BLOCK;
+        for (int j = 0; j < nr; j += 8)
+            for (int64_t p = 0; p < kc; p += 8) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++)
+                    r[i] = load8_q4(src + (j + i) * (ldw / 2) + p / 2,
+                                    _mm256_set1_ps(q8_scale_f16c(w->qscale, (n0 + j + i) * nb + (k0 + p) / WAN_Q8_BLOCK)));
+                transpose8_store(r, dst + p * nr + j, nr);
+            }
+        return;
+    }
     if (rows == nr && kc % 8 == 0 && w->qscale) { /* q8_0: k0 and every 8-value group lie inside one scale block */
         const int8_t *src = (const int8_t *)w->data + n0 * ldw + k0;
         const int64_t nb = ldw / WAN_Q8_BLOCK;
@@ -159,6 +186,18 @@ static inline float gemm_dot_simd(const float *x, const wan_tensor *wt, int64_t 
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
     int64_t k = 0;
+    if (wan_tensor_is_q4(wt)) { /* q4_0: 16 bytes a block */
+        const uint8_t *q = (const uint8_t *)wt->data + row * (K / 2);
+        const uint16_t *qs = wt->qscale + row * (K / WAN_Q8_BLOCK);
+        for (int64_t b = 0; k < K; k += WAN_Q8_BLOCK, b++) {
+            const __m256 sc = _mm256_set1_ps(q8_scale_f16c(qs, b));
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8_q4(q + k / 2, sc), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), load8_q4(q + k / 2 + 4, sc), s1);
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 16), load8_q4(q + k / 2 + 8, sc), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 24), load8_q4(q + k / 2 + 12, sc), s1);
+        }
+        return hsum(_mm256_add_ps(s0, s1));
+    }
     if (wt->qscale) { /* q8_0: K is whole blocks of 32, one scale each */
         const int8_t *q = (const int8_t *)wt->data + row * K;
         const uint16_t *qs = wt->qscale + row * (K / WAN_Q8_BLOCK);

@@ -13,14 +13,15 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: wan convert SRC DST [--dtype f32|bf16|f16] [--shard-size 5GB] [--layout diffusers|original]\n"
-            "                   [--quantize q8_0] [--quiet]\n"
+            "                   [--quantize q8_0|q4_0] [--quiet]\n"
             "  SRC  any model `wan info` reads: a diffusers folder, an original Wan release (.safetensors or\n"
             "       .pth files), a single .safetensors or .pth file\n"
             "  DST  the folder to create (must not exist); written as DST.tmp-XXXXXX, then renamed\n"
             "  --dtype       convert every float tensor (default: keep each tensor's dtype); a q8_0 model is\n"
             "                written back as floats of this dtype unless --quantize is given too\n"
             "  --quantize    q8_0: the linear weights of the transformer and text encoder blocks as int8 with\n"
-            "                one F16 scale per 32 values (~8.5 bits a weight; a wan.c format; CUDA gets it as bf16)\n"
+            "                one F16 scale per 32 values (~8.5 bits a weight; a wan.c format; CUDA gets it as bf16);\n"
+            "                q4_0: 4-bit values, ~4.5 bits a weight, coarser: where q8_0 does not fit in memory\n"
             "  --shard-size  largest shard, e.g. 5GB (default), 500MB, 2GiB\n"
             "  --layout      diffusers (default: WanPipeline.from_pretrained loads it) or original (the Wan\n"
             "                release layout: high_noise_model/, low_noise_model/, Wan2.x_VAE, umT5, google/)\n");
@@ -75,10 +76,12 @@ int cmd_convert(int argc, char **argv)
             i++;
             if (!strcasecmp(v, "q8_0") || !strcasecmp(v, "q8"))
                 p.quantize = WAN_QUANT_Q8_0;
+            else if (!strcasecmp(v, "q4_0") || !strcasecmp(v, "q4"))
+                p.quantize = WAN_QUANT_Q4_0;
             else if (!strcasecmp(v, "none"))
                 p.quantize = WAN_QUANT_NONE;
             else {
-                fprintf(stderr, "wan convert: --quantize '%s': use q8_0 (or none)\n", v);
+                fprintf(stderr, "wan convert: --quantize '%s': use q8_0, q4_0 (or none)\n", v);
                 return 2;
             }
         } else if (!strcmp(a, "--shard-size") && v) {
