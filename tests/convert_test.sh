@@ -62,7 +62,11 @@ out=$("$WAN" info "$T/q8f" 2>&1)
 if ! printf '%s\n' "$out" | grep -q "I8 "; then ok "q8_0 -> f32: no I8 left"; else ko "q8_0 -> f32: no I8 left" "$out"; fi
 "$WAN" generate --model "$T/q8f" --prompt "a red circle" --negative-prompt "" $G -o "$T/qf.safetensors" >/dev/null 2>&1
 same "generate: q8_0 folder == its f32 copy" "$T/q.safetensors" "$T/qf.safetensors"
-expect "convert bad quantisation" 2 "use q8_0" "$WAN" convert "$R" "$T/x" --quantize q4_0
+expect "wan convert --quantize q4_0" 0 "^$" "$WAN" convert "$T/diff" "$T/q4" --quantize q4_0 --quiet
+expect "q4_0 folder: U8 values with F16 scales" 0 "F16 [0-9.]* KiB, U8 " "$WAN" info "$T/q4"
+"$WAN" generate --model "$T/q4" --prompt "a red circle" --negative-prompt "" $G -o "$T/q4.safetensors" >/dev/null 2>&1
+if [ -s "$T/q4.safetensors" ]; then ok "generate from the q4_0 folder"; else ko "generate from the q4_0 folder"; fi
+expect "convert bad quantisation" 2 "use q8_0, q4_0" "$WAN" convert "$R" "$T/x" --quantize q3_k
 
 # ComfyUI float8 experts in an original-layout folder: they generate as they are, and as q8_0
 mkdir -p "$T/f8" && cp -r "$F/tiny-wan22-t2v-orig/." "$T/f8/" && rm -rf "$T/f8/high_noise_model" "$T/f8/low_noise_model"
