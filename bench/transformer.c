@@ -1,10 +1,10 @@
 /* bench/transformer.c — one WanTransformer3DModel forward: wan.c beside PyTorch (bench/transformer_ref.py)
  * on the same machine, config, token count and thread count. Weights are random, generated in-process
- * (BF16 by default, as the released experts are used; q8_0: the block projections quantised as `wan convert --quantize
- * q8_0` does, the rest BF16). Prints both times, the ratio, GFLOP/s and peak RSS.
+ * (BF16 by default, as the released experts are used; q8_0 / q4_0: the block projections quantised as `wan convert
+ * --quantize` does, the rest BF16). Prints both times, the ratio, GFLOP/s and peak RSS.
  *
  *   bench/transformer [--preset a14b|5b|tiny] [--dim D --heads H --ffn F --layers N --text-dim T]
- *                     [--grid F,H,W] [--text-len Lt] [--prompt-len P] [--threads N] [--dtype bf16|f32|q8_0]
+ *                     [--grid F,H,W] [--text-len Lt] [--prompt-len P] [--threads N] [--dtype bf16|f32|q8_0|q4_0]
  *                     [--reps R] [--no-ref]   (context rows P..Lt-1 are zero, as the pipeline pads a prompt; default P = Lt)
  *                     [--linear auto|blas|packed|bf16]  (the path of wan_cpu_linear: AUTO, or one forced for
  *                                                        comparison; bf16: the opt-in bf16 products, AMX or
@@ -105,14 +105,20 @@ static uint32_t g_seed = 1;
 
 static int make_linear(wan_dit_linear *l, int64_t N, int64_t K, wan_dtype dt, float **vec)
 {
-    void *w = rand_weights(N * K, 1.0f / sqrtf((float)K), dt == WAN_DTYPE_I8 ? WAN_DTYPE_F32 : dt, g_seed++);
-    if (w && dt == WAN_DTYPE_I8) { /* q8_0: values, then the scales */
-        int8_t *q = wan_malloc((size_t)(N * K) + (size_t)(N * K / WAN_Q8_BLOCK) * 2);
+    const int quant = dt == WAN_DTYPE_I8 || dt == WAN_DTYPE_U8; /* q8_0 / q4_0: values, then the scales */
+    const int64_t vbytes = dt == WAN_DTYPE_U8 ? N * K / 2 : N * K;
+    void *w = rand_weights(N * K, 1.0f / sqrtf((float)K), quant ? WAN_DTYPE_F32 : dt, g_seed++);
+    if (w && quant) {
+        uint8_t *q = wan_malloc((size_t)vbytes + (size_t)(N * K / WAN_Q8_BLOCK) * 2);
         if (q) {
-            uint16_t *qs = (uint16_t *)(void *)(q + N * K);
+            uint16_t *qs = (uint16_t *)(void *)(q + vbytes);
 #pragma omp parallel for schedule(static)
-            for (int64_t n = 0; n < N; n++)
-                wan_q8_quantize_row((const float *)w + n * K, K, q + n * K, qs + n * (K / WAN_Q8_BLOCK));
+            for (int64_t n = 0; n < N; n++) {
+                if (dt == WAN_DTYPE_I8)
+                    wan_q8_quantize_row((const float *)w + n * K, K, (int8_t *)q + n * K, qs + n * (K / WAN_Q8_BLOCK));
+                else
+                    wan_q4_quantize_row((const float *)w + n * K, K, q + n * (K / 2), qs + n * (K / WAN_Q8_BLOCK));
+            }
         }
         wan_free(w);
         w = q;
@@ -121,8 +127,8 @@ static int make_linear(wan_dit_linear *l, int64_t N, int64_t K, wan_dtype dt, fl
         return 0;
     g_mats[g_nmats++] = w;
     l->w = wan_tensor_view(dt, 2, (int64_t[]){ N, K }, w);
-    if (dt == WAN_DTYPE_I8)
-        l->w.qscale = (const uint16_t *)(const void *)((int8_t *)w + N * K);
+    if (quant)
+        l->w.qscale = (const uint16_t *)(const void *)((uint8_t *)w + vbytes);
     for (int64_t i = 0; i < N; i++)
         (*vec)[i] = 0.01f * (float)((i * 37) % 11 - 5);
     l->b = *vec;
@@ -154,7 +160,8 @@ static int build_model(wan_dit *d, const bench_opts *o, wan_error *err)
     d->blocks = wan_calloc((size_t)o->layers, sizeof *d->blocks);
     if (!d->vec || !d->blocks)
         return 0;
-    const wan_dtype dt = o->dtype, dtop = dt == WAN_DTYPE_I8 ? WAN_DTYPE_BF16 : dt; /* q8_0: the blocks only */
+    const wan_dtype dt = o->dtype, dtop = dt == WAN_DTYPE_I8 || dt == WAN_DTYPE_U8 ? WAN_DTYPE_BF16 : dt; /* the
+                                                                                                 blocks only */
     int ok = make_linear(&d->patch, D, d->Kp, dtop, &v) && make_linear(&d->t1, D, 256, WAN_DTYPE_F32, &v) &&
              make_linear(&d->t2, D, D, WAN_DTYPE_F32, &v) && make_linear(&d->tproj, 6 * D, D, dtop, &v) &&
              make_linear(&d->c1, D, o->text_dim, dtop, &v) && make_linear(&d->c2, D, D, dtop, &v) &&
@@ -212,7 +219,10 @@ static int parse(bench_opts *o, int argc, char **argv)
         else if (!strcmp(a, "--reps")) o->reps = atoi(v);
         else if (!strcmp(a, "--python")) o->python = v;
         else if (!strcmp(a, "--dtype"))
-            o->dtype = !strcmp(v, "f32") ? WAN_DTYPE_F32 : !strcmp(v, "q8_0") ? WAN_DTYPE_I8 : WAN_DTYPE_BF16;
+            o->dtype = !strcmp(v, "f32")    ? WAN_DTYPE_F32
+                       : !strcmp(v, "q8_0") ? WAN_DTYPE_I8
+                       : !strcmp(v, "q4_0") ? WAN_DTYPE_U8
+                                            : WAN_DTYPE_BF16;
         else if (!strcmp(a, "--linear")) {
             if (!strcmp(v, "auto")) wan_cpu_linear_set_mode(WAN_LINEAR_AUTO);
             else if (!strcmp(v, "blas")) wan_cpu_linear_set_mode(WAN_LINEAR_BLAS);
@@ -290,7 +300,9 @@ int main(int argc, char **argv)
     printf("config: dim %d, heads %d x %lld, ffn %d, layers %d, text %d x %d (prompt rows %d), tokens %lld "
            "(%d x %d x %d), weights %s, threads %d\n", o.dim, o.heads, (long long)d.hd, o.ffn, o.layers, o.text_len,
            o.text_dim, o.prompt_len, (long long)L, o.grid[0], o.grid[1], o.grid[2],
-           o.dtype == WAN_DTYPE_I8 ? "q8_0 (blocks), BF16" : wan_dtype_name(o.dtype),
+           o.dtype == WAN_DTYPE_I8   ? "q8_0 (blocks), BF16"
+           : o.dtype == WAN_DTYPE_U8 ? "q4_0 (blocks), BF16"
+                                     : wan_dtype_name(o.dtype),
            threads);
     printf("random weights generated in %.2f s\n", now_s() - t0);
     /* the forwards share one workspace, as the sampling loop does: the first one allocates and faults in
