@@ -404,6 +404,24 @@ static int te_forward(const wan_model_t *m, wan_host_tensor *out, wan_host_tenso
     return ok;
 }
 
+/* The DiT and umT5 forwards of quantised model q equal those of its f32 copy d, and stay within ref_tol of the fp32
+ * references. */
+static void quant_forwards(const wan_model_t *q, const wan_model_t *d, const char *fmt, double ref_tol, int *failed_)
+{
+    wan_host_tensor oq = { 0 }, od = { 0 }, ref = { 0 };
+    char what[96];
+    for (int net = 0; net < 2; net++) {
+        CHECK(net ? te_forward(q, &oq, &ref) && te_forward(d, &od, NULL)
+                  : dit_forward(q, &oq, &ref) && dit_forward(d, &od, NULL));
+        const size_t n = (size_t)wan_host_tensor_numel(&oq);
+        snprintf(what, sizeof what, "%s %s vs its f32 copy", fmt, net ? "umT5" : "transformer");
+        CHECK(wan_test_compare(what, oq.data, od.data, n, Q8_SAME_TOL));
+        snprintf(what, sizeof what, "%s %s vs fp32 reference", fmt, net ? "umT5" : "transformer");
+        CHECK(wan_test_compare(what, oq.data, ref.data, n, ref_tol));
+        wan_host_tensor_free(&oq), wan_host_tensor_free(&od), wan_host_tensor_free(&ref);
+    }
+}
+
 /* --quantize q8_0: the block linears of both experts and of umT5 become I8 + F16 scales (the rest is kept), the values
  * are those of wan_q8_quantize_row, the original-layout round trip keeps every tensor bit for bit (scales renamed with
  * their weights), --dtype f32 writes the values back as floats, and the forwards of the q8_0 model equal those of its
@@ -471,19 +489,7 @@ TEST(convert_q8_0)
     }
     printf("    %d linear weights as q8_0\n", n_q8);
     CHECK(n_q8 == 2 * 2 * 10 + 3 * 7); /* 2 experts x 2 blocks x 10 projections, 3 umT5 blocks x 7 */
-    wan_host_tensor oq = { 0 }, od = { 0 }, ref = { 0 };
-    CHECK(dit_forward(q, &oq, &ref) && dit_forward(d, &od, NULL));
-    CHECK(wan_test_compare("q8_0 transformer vs its f32 copy", oq.data, od.data, (size_t)wan_host_tensor_numel(&oq),
-                           Q8_SAME_TOL));
-    CHECK(wan_test_compare("q8_0 transformer vs fp32 reference", oq.data, ref.data, (size_t)wan_host_tensor_numel(&oq),
-                           Q8_REF_TOL));
-    wan_host_tensor_free(&oq), wan_host_tensor_free(&od), wan_host_tensor_free(&ref);
-    CHECK(te_forward(q, &oq, &ref) && te_forward(d, &od, NULL));
-    CHECK(wan_test_compare("q8_0 umT5 vs its f32 copy", oq.data, od.data, (size_t)wan_host_tensor_numel(&oq),
-                           Q8_SAME_TOL));
-    CHECK(wan_test_compare("q8_0 umT5 vs fp32 reference", oq.data, ref.data, (size_t)wan_host_tensor_numel(&oq),
-                           Q8_REF_TOL));
-    wan_host_tensor_free(&oq), wan_host_tensor_free(&od), wan_host_tensor_free(&ref);
+    quant_forwards(q, d, "q8_0", Q8_REF_TOL, failed_);
     wan_model_free(a);
     wan_model_free(q);
     wan_model_free(b);
@@ -603,19 +609,7 @@ TEST(convert_q4_0)
     }
     printf("    %d linear weights as q4_0\n", n_q4);
     CHECK(n_q4 == 2 * 2 * 10 + 3 * 7);
-    wan_host_tensor oq = { 0 }, od = { 0 }, ref = { 0 };
-    CHECK(dit_forward(q, &oq, &ref) && dit_forward(d, &od, NULL));
-    CHECK(wan_test_compare("q4_0 transformer vs its f32 copy", oq.data, od.data, (size_t)wan_host_tensor_numel(&oq),
-                           Q8_SAME_TOL));
-    CHECK(wan_test_compare("q4_0 transformer vs fp32 reference", oq.data, ref.data, (size_t)wan_host_tensor_numel(&oq),
-                           Q4_REF_TOL));
-    wan_host_tensor_free(&oq), wan_host_tensor_free(&od), wan_host_tensor_free(&ref);
-    CHECK(te_forward(q, &oq, &ref) && te_forward(d, &od, NULL));
-    CHECK(wan_test_compare("q4_0 umT5 vs its f32 copy", oq.data, od.data, (size_t)wan_host_tensor_numel(&oq),
-                           Q8_SAME_TOL));
-    CHECK(wan_test_compare("q4_0 umT5 vs fp32 reference", oq.data, ref.data, (size_t)wan_host_tensor_numel(&oq),
-                           Q4_REF_TOL));
-    wan_host_tensor_free(&oq), wan_host_tensor_free(&od), wan_host_tensor_free(&ref);
+    quant_forwards(q, d, "q4_0", Q4_REF_TOL, failed_);
     wan_model_free(a);
     wan_model_free(q);
     wan_model_free(d);

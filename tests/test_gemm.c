@@ -328,6 +328,18 @@ TEST(gemm_float8_codes_match_torch)
     }
 }
 
+/* Input of the quantiser tests: 4 blocks of random values at growing magnitudes (2^-6 to 2^3), the second block all
+ * zero, a NaN and `inf` (an infinity) in the third. */
+static void quantiser_input(float *x, int K, float inf)
+{
+    for (int i = 0; i < K; i++)
+        x[i] = ldexpf(frand(), i / WAN_Q8_BLOCK * 3 - 6);
+    for (int i = WAN_Q8_BLOCK; i < 2 * WAN_Q8_BLOCK; i++)
+        x[i] = 0.0f;
+    x[2 * WAN_Q8_BLOCK + 3] = NAN;
+    x[2 * WAN_Q8_BLOCK + 5] = inf;
+}
+
 /* wan_q8_quantize_row: every value within half a step of its block's scale (plus the clamp when the F16 scale rounded
  * down), the largest at ±127, an all-zero block at scale 0, NaN as 0 and ±inf at ±127 without spoiling the scale. */
 TEST(gemm_q8_quantize_row)
@@ -336,12 +348,7 @@ TEST(gemm_q8_quantize_row)
     float x[K];
     int8_t q[K];
     uint16_t sc[K / WAN_Q8_BLOCK];
-    for (int i = 0; i < K; i++)
-        x[i] = ldexpf(frand(), i / WAN_Q8_BLOCK * 3 - 6);
-    for (int i = WAN_Q8_BLOCK; i < 2 * WAN_Q8_BLOCK; i++)
-        x[i] = 0.0f;
-    x[2 * WAN_Q8_BLOCK + 3] = NAN;
-    x[2 * WAN_Q8_BLOCK + 5] = -INFINITY;
+    quantiser_input(x, K, -INFINITY);
     wan_q8_quantize_row(x, K, q, sc);
     for (int b = 0; b < K / WAN_Q8_BLOCK; b++) {
         const float s = wan_f16_to_f32(sc[b]);
@@ -375,12 +382,7 @@ TEST(gemm_q4_quantize_row)
     float x[K], back[K];
     uint8_t q[K / 2];
     uint16_t sc[K / WAN_Q8_BLOCK];
-    for (int i = 0; i < K; i++)
-        x[i] = ldexpf(frand(), i / WAN_Q8_BLOCK * 3 - 6);
-    for (int i = WAN_Q8_BLOCK; i < 2 * WAN_Q8_BLOCK; i++)
-        x[i] = 0.0f;
-    x[2 * WAN_Q8_BLOCK + 3] = NAN;
-    x[2 * WAN_Q8_BLOCK + 5] = INFINITY;
+    quantiser_input(x, K, INFINITY);
     wan_q4_quantize_row(x, K, q, sc);
     wan_tensor w = wan_tensor_view(WAN_DTYPE_U8, 2, (int64_t[]){ 1, K }, q);
     w.qscale = sc;
