@@ -17,7 +17,8 @@
 int64_t wan_cpu_linear_scratch(const wan_tensor *w);
 
 /* y[m, n] = sum_k x[m, k] · W[n, k] + b[n] for m < M, n < N, where W is the 2-D (or 5-D conv, flattened to
- * [ne[0], rest]) weight view `w` of dtype F32/BF16/F16, or a q8_0 weight (quant.h), and K its row length. b may be NULL. x has row stride
+ * [ne[0], rest]) weight view `w` of dtype F32/BF16/F16, float8 with its scale, or a q8_0 / q4_0 weight (quant.h),
+ * and K its row length. b may be NULL. x has row stride
  * ldx, y row stride ldy (both in floats; y must not overlap x). scratch holds wan_cpu_linear_scratch(w)
  * floats (may be NULL when that is 0). Threads: one OpenMP team of n_threads; on the OpenBLAS path each
  * thread calls OpenBLAS single-threaded (this sets OpenBLAS's process-wide thread count to 1). Products under
@@ -61,8 +62,8 @@ typedef struct wan_gemm_ukr {
     void (*pack_a)(const float *x, int64_t ldx, int rows, int64_t kc, float *dst);
     /* Packs W[n0 + j, k0 + p] for j < rows (zero for rows <= j < nr), p < kc, into nr · wan_gemm_slots(u, kc)
      * slots in `kernel`'s order (f32 kernels: dst[p·nr + j] = f32(W[n0 + j, k0 + p])); W is the weight w, rows of
-     * ldw values in F32/BF16/F16 or float8 (times w->wscale) at any address, or q8_0 (then ldw = w->ne[1] and k0 a
-     * multiple of WAN_Q8_BLOCK). */
+     * ldw values in F32/BF16/F16 or float8 (times w->wscale) at any address, or q8_0 / q4_0 (then ldw = w->ne[1] and
+     * k0 a multiple of WAN_Q8_BLOCK). */
     void (*pack_b)(const wan_tensor *w, int64_t ldw, int64_t n0, int rows, int64_t k0, int64_t kc, float *dst);
     /* Σ_k x[k]·f32(W[row, k]) over k < K = ldw for weight row `row` of w (any dtype pack_b takes). For products of a
      * few rows. */
@@ -133,7 +134,7 @@ void wan_cpu_linear_set_mode(wan_linear_mode mode);
 void wan_cpu_to_f32(const void *src, wan_dtype dtype, float *dst, int64_t n);
 
 /* Values k0 <= k < k0 + n of row `row` of a linear weight w (rows of ldw values in F32/BF16/F16 or float8 with its
- * wscale, or q8_0 with ldw = w->ne[1]) as f32. */
+ * wscale, or q8_0 / q4_0 with ldw = w->ne[1]) as f32. */
 void wan_cpu_weight_row_to_f32(const wan_tensor *w, int64_t ldw, int64_t row, int64_t k0, int64_t n, float *dst);
 
 #endif /* WAN_CPU_GEMM_H */

@@ -57,7 +57,7 @@ static inline void gemm_pack_b_bf16(const wan_gemm_ukr *u, const wan_tensor *w, 
     const int64_t slots = wan_gemm_slots(u, kc);
     uint32_t line[WAN_GEMM_KC + 16], *d = (uint32_t *)dst;
     const size_t es = wan_dtype_size(w->dtype);
-    const int conv = w->qscale || wan_dtype_is_f8(w->dtype); /* q8_0 and float8: a row segment as f32 first */
+    const int conv = w->qscale || wan_dtype_is_f8(w->dtype); /* q8_0, q4_0, float8: a row segment as f32 first */
     float tmp[2 * WAN_GEMM_KC];
     for (int j = 0; j < nr; j++) {
         const void *src = NULL;
