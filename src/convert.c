@@ -468,7 +468,8 @@ static wan_status gather(writer *w, wan_component c, wan_st_rename_fn fn, void *
         if (shared && !strcmp(e->name, "encoder.embed_tokens.weight"))
             continue;
         if ((owner = aux_owner(s, e, &qv))) { /* kept bit for bit beside a kept weight, whatever --dtype says */
-            if (weight_kind(w, c, owner, true, qv.ne[1]) == OUT_COPY)
+            if (weight_kind(w, c, owner, true, qv.ne[1]) == OUT_COPY &&
+                !(shared && !strcmp(owner->name, "encoder.embed_tokens.weight")))
                 rc = add_out(w, v, &n, e->name, "", fn, user, (out_tensor){ .t = t, .dtype = t->dtype });
             continue;
         }

@@ -395,10 +395,21 @@ static const wan_st_entry *diff_target(const wan_st_set *w, const char *module)
     return e ? e : wan_st_set_find(w, module);
 }
 
-static wan_status check_delta(const wan_lora_t *l, const wan_st_tensor *d, const wan_st_entry *e, int *hit,
-                              wan_error *err)
+/* The shape of entry e of w in values: q4_0 weights (U8 beside their "<name>_scale") store two a byte. */
+static void value_shape(const wan_st_set *w, const wan_st_entry *e, int64_t *shape)
+{
+    char sname[400];
+    memcpy(shape, e->t->shape, sizeof e->t->shape);
+    snprintf(sname, sizeof sname, "%s_scale", e->name);
+    if (e->t->dtype == WAN_DTYPE_U8 && e->t->ndim == 2 && wan_st_set_find(w, sname))
+        shape[1] *= 2;
+}
+
+static wan_status check_delta(const wan_lora_t *l, const wan_st_set *w, const wan_st_tensor *d, const wan_st_entry *e,
+                              int *hit, wan_error *err)
 {
     char s1[96], s2[96];
+    int64_t es[WAN_ST_MAX_DIMS];
     if (!d)
         return WAN_OK;
     if (!e) {
@@ -406,10 +417,11 @@ static wan_status check_delta(const wan_lora_t *l, const wan_st_tensor *d, const
             wan_log_warn("LoRA %s: key '%s' matches no tensor of this transformer: ignored", l->path, d->name);
         return WAN_OK;
     }
-    if (!same_shape(d->ndim, d->shape, e->t->ndim, e->t->shape))
+    value_shape(w, e, es);
+    if (!same_shape(d->ndim, d->shape, e->t->ndim, es))
         return wan_err(err, WAN_ERR_SHAPE, "LoRA %s: key '%s' has shape %s, but the model's '%s' is %s", l->path,
                        d->name, wan_shape_str(d->ndim, d->shape, s1, sizeof s1), e->name,
-                       wan_shape_str(e->t->ndim, e->t->shape, s2, sizeof s2));
+                       wan_shape_str(e->t->ndim, es, s2, sizeof s2));
     hit[0]++;
     return WAN_OK;
 }
@@ -423,9 +435,9 @@ static wan_status check_expert(const wan_lora_t *l, const wan_st_set *w, int *hi
         const lora_mod *m = &l->mods[i];
         snprintf(name, sizeof name, "%s.bias", m->module);
         const wan_st_entry *bias = wan_st_set_find(w, name);
-        if ((rc = check_delta(l, m->diff, diff_target(w, m->module), hit, err)) != WAN_OK ||
-            (rc = check_delta(l, m->diff_b, bias, hit, err)) != WAN_OK ||
-            (rc = check_delta(l, m->bias, bias, hit, err)) != WAN_OK)
+        if ((rc = check_delta(l, w, m->diff, diff_target(w, m->module), hit, err)) != WAN_OK ||
+            (rc = check_delta(l, w, m->diff_b, bias, hit, err)) != WAN_OK ||
+            (rc = check_delta(l, w, m->bias, bias, hit, err)) != WAN_OK)
             return rc;
         if (!m->a)
             continue;
@@ -442,10 +454,8 @@ static wan_status check_expert(const wan_lora_t *l, const wan_st_set *w, int *hi
             return wan_err(err, WAN_ERR_UNSUPPORTED, "LoRA %s: key '%s': a low-rank pair on '%s' %s (not a Linear) "
                            "is not supported", l->path, m->a->name, e->name,
                            wan_shape_str(e->t->ndim, e->t->shape, s1, sizeof s1));
-        char sname[sizeof name + 8];
-        snprintf(sname, sizeof sname, "%s_scale", name);
-        const bool q4 = e->t->dtype == WAN_DTYPE_U8 && wan_st_set_find(w, sname); /* q4_0: two values a byte */
-        const int64_t ws[2] = { e->t->shape[0], e->t->shape[1] * (q4 ? 2 : 1) };
+        int64_t ws[WAN_ST_MAX_DIMS];
+        value_shape(w, e, ws);
         if (m->a->shape[1] != ws[1] || m->b->shape[0] != ws[0])
             return wan_err(err, WAN_ERR_SHAPE, "LoRA %s: keys '%s' %s and '%s' %s do not fit the model's '%s' %s "
                            "(expected A [%lld, %lld] and B [%lld, %lld])", l->path, m->a->name,
@@ -815,8 +825,10 @@ static wan_status rebind_pass(wan_lora_request *q, wan_dit_param *P, int nP, lin
                 else
                     wan_q8_quantize_row(lp[i].wf + n * K, K, (int8_t *)qv + n * K, sn);
             }
+            const char *nm = lin->w.name;
             lin->w = wan_tensor_view(dt, 2, (int64_t[]){ N, K }, qv);
             lin->w.qscale = qs;
+            lin->w.name = nm;
             continue;
         }
         if (dt != WAN_DTYPE_F32) {
@@ -827,7 +839,9 @@ static wan_status rebind_pass(wan_lora_request *q, wan_dit_param *P, int nP, lin
                 h[k] = dt == WAN_DTYPE_BF16 ? wan_f32_to_bf16(lp[i].wf[k]) : wan_f32_to_f16(lp[i].wf[k]);
             data = h;
         }
+        const char *nm = lin->w.name;
         lin->w = wan_tensor_view(dt, 2, (int64_t[]){ N, K }, data);
+        lin->w.name = nm;
     }
     return WAN_OK;
 }

@@ -11,7 +11,7 @@ void wan_q8_quantize_row(const float *x, int64_t K, int8_t *q, uint16_t *scale)
         for (int i = 0; i < WAN_Q8_BLOCK; i++)
             if (isfinite(xb[i]))
                 amax = fmaxf(amax, fabsf(xb[i]));
-        const uint16_t h = wan_f32_to_f16(amax / 127.0f);
+        const uint16_t h = wan_f32_to_f16(fminf(amax / 127.0f, 65504.0f)); /* past f16's range: values saturate */
         const float s = wan_f16_to_f32(h);
         scale[b] = h;
         for (int i = 0; i < WAN_Q8_BLOCK; i++) {
@@ -42,7 +42,7 @@ void wan_q4_quantize_row(const float *x, int64_t K, uint8_t *q, uint16_t *scale)
         for (int i = 0; i < WAN_Q8_BLOCK; i++)
             if (isfinite(xb[i]) && fabsf(xb[i]) > fabsf(m))
                 m = xb[i];
-        const uint16_t h = wan_f32_to_f16(m / -8.0f);
+        const uint16_t h = wan_f32_to_f16(fmaxf(fminf(m / -8.0f, 65504.0f), -65504.0f));
         const float s = wan_f16_to_f32(h);
         scale[b] = h;
         uint8_t *qb = q + b * WAN_Q8_BLOCK / 2;

@@ -548,3 +548,35 @@ TEST(lora_alloc_failures)
     CHECK(ok && nomem > 20);
     wan_model_free(m);
 }
+
+/* Full deltas (.diff, diff.safetensors) on a q4_0 model: checked against the weights' shape in values (the stored U8
+ * tensor has half the columns), then merged (quantised again) and applied on the fly, without error. */
+TEST(lora_diff_on_q4_0)
+{
+    char err[1024] = "", tmp[] = "/tmp/wan-lora-q4-XXXXXX", dst[300];
+    CHECK(mkdtemp(tmp));
+    snprintf(dst, sizeof dst, "%s/q4", tmp);
+    wan_model_t *m = NULL;
+    CHECK_RC(wan_model_load(wan_test_fixture("tiny-wan22-t2v"), NULL, &m, err, sizeof err), WAN_OK, err);
+    wan_convert_params p = wan_convert_default_params();
+    p.quantize = WAN_QUANT_Q4_0;
+    CHECK_RC(wan_model_convert(m, dst, &p, err, sizeof err), WAN_OK, err);
+    wan_model_free(m);
+    m = NULL;
+    CHECK_RC(wan_model_load(dst, NULL, &m, err, sizeof err), WAN_OK, err);
+    wan_lora_t *l = NULL;
+    CHECK_RC(wan_lora_load(lora_path("diff"), &l, err, sizeof err), WAN_OK, err);
+    CHECK_RC(wan_lora_check(m, l, WAN_LORA_BOTH, err, sizeof err), WAN_OK, err);
+    wan_lora_free(l);
+    for (int mode = WAN_LORA_RUNTIME; mode <= WAN_LORA_MERGE; mode++) {
+        wan_error e = { 0 };
+        wan_lora_use use = { NULL, lora_path("diff"), 1.0, WAN_LORA_BOTH };
+        wan_lora_request *q = NULL;
+        CHECK_RC(wan_lora_request_new(m, &use, 1, mode, &q, &e), WAN_OK, e.msg);
+        CHECK_RC(wan_lora_request_bind(q, 0, &e), WAN_OK, e.msg);
+        CHECK_RC(wan_lora_request_bind(q, 1, &e), WAN_OK, e.msg);
+        wan_lora_request_free(q);
+    }
+    wan_model_free(m);
+    wan_test_rm_tree(tmp);
+}
