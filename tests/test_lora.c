@@ -316,22 +316,29 @@ TEST(lora_merge_bf16_vs_runtime)
 #define TOL_Q8_MERGE 3e-2
 #define TOL_Q4_MERGE (16 * TOL_Q8_MERGE) /* a step 16 times coarser */
 
+/* Writes the fixture model `fixture` quantised as qt to dst. */
+static wan_status quantised_copy(const char *fixture, wan_quant qt, const char *dst, char *err, size_t errlen)
+{
+    wan_model_t *m = NULL;
+    wan_status rc = wan_model_load(wan_test_fixture(fixture), NULL, &m, err, errlen);
+    wan_convert_params p = wan_convert_default_params();
+    p.quantize = qt;
+    if (rc == WAN_OK)
+        rc = wan_model_convert(m, dst, &p, err, errlen);
+    wan_model_free(m);
+    return rc;
+}
+
 TEST(lora_q8_0)
 {
     char err[1024], tmp[] = "/tmp/wan-lora-q8-XXXXXX", dst[300];
     CHECK(mkdtemp(tmp));
     snprintf(dst, sizeof dst, "%s/q8", tmp);
-    wan_model_t *m = NULL;
-    CHECK_RC(wan_model_load(wan_test_fixture("transformer/bf16"), NULL, &m, err, sizeof err), WAN_OK, err);
-    wan_convert_params p = wan_convert_default_params();
-    p.quantize = WAN_QUANT_Q8_0;
-    CHECK_RC(wan_model_convert(m, dst, &p, err, sizeof err), WAN_OK, err);
     char dst4[320];
     snprintf(dst4, sizeof dst4, "%s/q4", tmp);
-    p.quantize = WAN_QUANT_Q4_0;
-    CHECK_RC(wan_model_convert(m, dst4, &p, err, sizeof err), WAN_OK, err);
-    wan_model_free(m);
-    m = NULL;
+    CHECK_RC(quantised_copy("transformer/bf16", WAN_QUANT_Q8_0, dst, err, sizeof err), WAN_OK, err);
+    CHECK_RC(quantised_copy("transformer/bf16", WAN_QUANT_Q4_0, dst4, err, sizeof err), WAN_OK, err);
+    wan_model_t *m = NULL;
     CHECK_RC(wan_model_load(dst, NULL, &m, err, sizeof err), WAN_OK, err);
     CHECK(wan_st_set_find(wan_model_weights(m, WAN_COMPONENT_TRANSFORMER), "blocks.0.attn1.to_q.weight")->t->dtype ==
           WAN_DTYPE_I8);
@@ -556,13 +563,8 @@ TEST(lora_diff_on_q4_0)
     char err[1024] = "", tmp[] = "/tmp/wan-lora-q4-XXXXXX", dst[300];
     CHECK(mkdtemp(tmp));
     snprintf(dst, sizeof dst, "%s/q4", tmp);
+    CHECK_RC(quantised_copy("tiny-wan22-t2v", WAN_QUANT_Q4_0, dst, err, sizeof err), WAN_OK, err);
     wan_model_t *m = NULL;
-    CHECK_RC(wan_model_load(wan_test_fixture("tiny-wan22-t2v"), NULL, &m, err, sizeof err), WAN_OK, err);
-    wan_convert_params p = wan_convert_default_params();
-    p.quantize = WAN_QUANT_Q4_0;
-    CHECK_RC(wan_model_convert(m, dst, &p, err, sizeof err), WAN_OK, err);
-    wan_model_free(m);
-    m = NULL;
     CHECK_RC(wan_model_load(dst, NULL, &m, err, sizeof err), WAN_OK, err);
     wan_lora_t *l = NULL;
     CHECK_RC(wan_lora_load(lora_path("diff"), &l, err, sizeof err), WAN_OK, err);
