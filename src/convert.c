@@ -385,15 +385,6 @@ static bool quant_target(wan_component c, const char *name)
     return false;
 }
 
-/* Whether entry e is a quantised weight that wan_st_set_get_weight binds (q8_0 with its scales, or float8 with its
- * optional scale); its view in *qv. */
-static bool quantised_weight(const wan_st_set *s, const wan_st_entry *e, wan_tensor *qv)
-{
-    wan_error err = { 0 };
-    const bool q4 = e->t->dtype == WAN_DTYPE_U8; /* two values a byte */
-    return (e->t->dtype == WAN_DTYPE_I8 || q4 || wan_dtype_is_f8(e->t->dtype)) && e->t->ndim == 2 &&
-           wan_st_set_get_weight(s, e->name, e->t->shape[0], e->t->shape[1] * (q4 ? 2 : 1), qv, &err) == WAN_OK;
-}
 
 /* The source dtype of weights already in the --quantize format (I8 for q8_0, U8 for q4_0), or -1. */
 static int target_dtype(const writer *w)
@@ -416,25 +407,6 @@ static out_kind weight_kind(const writer *w, wan_component c, const wan_st_entry
     return OUT_COPY;
 }
 
-/* The quantised weight entry e belongs to, or NULL: "<weight>_scale" (q8_0 scales, ComfyUI's weight_scale), and
- * ComfyUI's "<module>.scale_weight", ".comfy_quant", ".input_scale", ".scale_input" beside a float8 "<module>.weight".
- */
-static const wan_st_entry *aux_owner(const wan_st_set *s, const wan_st_entry *e, wan_tensor *qv)
-{
-    static const char *const sfx[] = { "_scale", ".scale_weight", ".comfy_quant", ".input_scale", ".scale_input" };
-    const size_t n = strlen(e->name);
-    for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
-        const size_t l = strlen(sfx[i]);
-        char base[512];
-        if (n <= l || strcmp(e->name + n - l, sfx[i]) ||
-            snprintf(base, sizeof base, "%.*s%s", (int)(n - l), e->name, i ? ".weight" : "") >= (int)sizeof base)
-            continue;
-        const wan_st_entry *we = wan_st_set_find(s, base);
-        if (we && quantised_weight(s, we, qv) && (i == 0 || wan_dtype_is_f8(we->t->dtype)))
-            return we;
-    }
-    return NULL;
-}
 
 /* Appends output tensor `name` (renamed by fn when given, then `suffix`) to v[*n]. */
 static wan_status add_out(writer *w, out_tensor *v, int *n, const char *name, const char *suffix, wan_st_rename_fn fn,
@@ -467,7 +439,7 @@ static wan_status gather(writer *w, wan_component c, wan_st_rename_fn fn, void *
         wan_tensor qv;
         if (shared && !strcmp(e->name, "encoder.embed_tokens.weight"))
             continue;
-        if ((owner = aux_owner(s, e, &qv))) { /* kept bit for bit beside a kept weight, whatever --dtype says */
+        if ((owner = wan_st_set_aux_owner(s, e, &qv))) { /* kept bit for bit beside a kept weight, whatever --dtype says */
             if (weight_kind(w, c, owner, true, qv.ne[1]) == OUT_COPY &&
                 !(shared && !strcmp(owner->name, "encoder.embed_tokens.weight")))
                 rc = add_out(w, v, &n, e->name, "", fn, user, (out_tensor){ .t = t, .dtype = t->dtype });
@@ -478,7 +450,7 @@ static wan_status gather(writer *w, wan_component c, wan_st_rename_fn fn, void *
                 rc = add_out(w, v, &n, e->name, "", fn, user, (out_tensor){ .t = t, .dtype = t->dtype });
             continue;
         }
-        const bool quantised = quantised_weight(s, e, &qv);
+        const bool quantised = wan_st_set_quantised(s, e, &qv);
         const out_kind k = weight_kind(w, c, e, quantised, quantised ? qv.ne[1] : t->ndim == 2 ? t->shape[1] : 1);
         if (!quantised && k != OUT_COPY)
             qv = wan_tensor_view(t->dtype, 2, (int64_t[]){ t->shape[0], t->shape[1] }, (void *)t->data);

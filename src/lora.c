@@ -395,14 +395,13 @@ static const wan_st_entry *diff_target(const wan_st_set *w, const char *module)
     return e ? e : wan_st_set_find(w, module);
 }
 
-/* The shape of entry e of w in values: q4_0 weights (U8 beside their "<name>_scale") store two a byte. */
+/* The shape of entry e of w in values: q4_0 weights store two a byte. */
 static void value_shape(const wan_st_set *w, const wan_st_entry *e, int64_t *shape)
 {
-    char sname[400];
+    wan_tensor view;
     memcpy(shape, e->t->shape, sizeof e->t->shape);
-    snprintf(sname, sizeof sname, "%s_scale", e->name);
-    if (e->t->dtype == WAN_DTYPE_U8 && e->t->ndim == 2 && wan_st_set_find(w, sname))
-        shape[1] *= 2;
+    if (wan_st_set_quantised(w, e, &view))
+        shape[1] = view.ne[1];
 }
 
 static wan_status check_delta(const wan_lora_t *l, const wan_st_set *w, const wan_st_tensor *d, const wan_st_entry *e,

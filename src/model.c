@@ -685,28 +685,6 @@ void wan_model_release_component(const wan_model_t *m, wan_component c)
         wan_st_set_release(m->comp[c].weights);
 }
 
-/* Whether tensor t named `name` is the F16 scales of a q8_0 weight of w ("<weight>_scale" beside an I8 weight). */
-static bool is_q8_scales(const wan_st_set *w, const char *name, const wan_st_tensor *t)
-{
-    const size_t n = strlen(name), sl = strlen("_scale");
-    char base[512];
-    if (t->dtype != WAN_DTYPE_F16 || n <= sl || n - sl >= sizeof base || strcmp(name + n - sl, "_scale"))
-        return false;
-    memcpy(base, name, n - sl);
-    base[n - sl] = 0;
-    const wan_st_entry *e = wan_st_set_find(w, base);
-    return e && (e->t->dtype == WAN_DTYPE_I8 || e->t->dtype == WAN_DTYPE_U8);
-}
-
-/* Whether tensor t named `name` holds q4_0 values (U8, two a byte, beside its F16 "<name>_scale"). */
-static bool is_q4_values(const wan_st_set *w, const char *name, const wan_st_tensor *t)
-{
-    char sname[512];
-    if (t->dtype != WAN_DTYPE_U8 || snprintf(sname, sizeof sname, "%s_scale", name) >= (int)sizeof sname)
-        return false;
-    const wan_st_entry *e = wan_st_set_find(w, sname);
-    return e && e->t->dtype == WAN_DTYPE_F16;
-}
 
 wan_status wan_model_component_info(const wan_model_t *m, wan_component c, wan_component_info *info)
 {
@@ -728,8 +706,13 @@ wan_status wan_model_component_info(const wan_model_t *m, wan_component c, wan_c
             for (int d = 0; d < t->ndim; d++)
                 n *= t->shape[d];
             info->n_tensors++;
-            const char *nm = s->weights->entries[i].name;
-            info->n_params += is_q8_scales(s->weights, nm, t) ? 0 : is_q4_values(s->weights, nm, t) ? 2 * n : n;
+            const wan_st_entry *e = &s->weights->entries[i];
+            wan_tensor view;
+            if (wan_st_set_aux_owner(s->weights, e, &view)) /* scales are not parameters */
+                n = 0;
+            else if (wan_st_set_quantised(s->weights, e, &view)) /* q4_0 stores two values a byte */
+                n = wan_tensor_numel(&view);
+            info->n_params += n;
             info->n_bytes += (int64_t)(t->end - t->begin);
             info->bytes_by_dtype[t->dtype] += (int64_t)(t->end - t->begin);
         }

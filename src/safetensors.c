@@ -654,6 +654,31 @@ wan_status wan_st_set_get_weight(const wan_st_set *s, const char *name, int64_t 
     return WAN_OK;
 }
 
+bool wan_st_set_quantised(const wan_st_set *s, const wan_st_entry *e, wan_tensor *view)
+{
+    wan_error err = { 0 };
+    const bool q4 = e->t->dtype == WAN_DTYPE_U8; /* two values a byte */
+    return (e->t->dtype == WAN_DTYPE_I8 || q4 || wan_dtype_is_f8(e->t->dtype)) && e->t->ndim == 2 &&
+           wan_st_set_get_weight(s, e->name, e->t->shape[0], e->t->shape[1] * (q4 ? 2 : 1), view, &err) == WAN_OK;
+}
+
+const wan_st_entry *wan_st_set_aux_owner(const wan_st_set *s, const wan_st_entry *e, wan_tensor *view)
+{
+    static const char *const sfx[] = { "_scale", ".scale_weight", ".comfy_quant", ".input_scale", ".scale_input" };
+    const size_t n = strlen(e->name);
+    for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
+        const size_t l = strlen(sfx[i]);
+        char base[512];
+        if (n <= l || strcmp(e->name + n - l, sfx[i]) ||
+            snprintf(base, sizeof base, "%.*s%s", (int)(n - l), e->name, i ? ".weight" : "") >= (int)sizeof base)
+            continue;
+        const wan_st_entry *we = wan_st_set_find(s, base);
+        if (we && wan_st_set_quantised(s, we, view) && (i == 0 || wan_dtype_is_f8(we->t->dtype)))
+            return we;
+    }
+    return NULL;
+}
+
 void wan_st_set_release(const wan_st_set *s)
 {
     if (!s)

@@ -102,6 +102,15 @@ wan_status wan_st_set_get(const wan_st_set *s, const char *name, int ndim, const
 wan_status wan_st_set_get_weight(const wan_st_set *s, const char *name, int64_t N, int64_t K, wan_tensor *out,
                                  wan_error *err);
 
+/* Whether entry e of s is a quantised weight that wan_st_set_get_weight binds (q8_0, q4_0, float8, 2-D); its view in
+ * *view. */
+bool wan_st_set_quantised(const wan_st_set *s, const wan_st_entry *e, wan_tensor *view);
+
+/* The quantised weight entry e belongs to, or NULL: "<weight>_scale" (q8_0/q4_0 scales, ComfyUI's weight_scale), and
+ * ComfyUI's "<module>.scale_weight", ".comfy_quant", ".input_scale", ".scale_input" beside a float8
+ * "<module>.weight". The owner's view in *view. */
+const wan_st_entry *wan_st_set_aux_owner(const wan_st_set *s, const wan_st_entry *e, wan_tensor *view);
+
 /* Tells the kernel the mapped pages of every file may be dropped (madvise MADV_DONTNEED): the
  * memory a component used is given back while its mapping stays valid (pages are read from the file
  * again if touched). */
