@@ -188,7 +188,7 @@ static int64_t out_bytes(const out_tensor *o)
 }
 
 /* Writes a weight row by row: as q8_0 or q4_0 values or scales, or dequantised to floats. */
-static wan_status write_q8(writer *w, FILE *f, const out_tensor *o, const char *path)
+static wan_status write_rows(writer *w, FILE *f, const out_tensor *o, const char *path)
 {
     const int64_t N = o->w.ne[0], K = o->w.ne[1], nb = K / WAN_Q8_BLOCK;
     const bool q4 = w->p.quantize == WAN_QUANT_Q4_0;
@@ -231,7 +231,7 @@ static wan_status write_data(writer *w, FILE *f, const out_tensor *o, const char
 {
     size_t n = o->t->end - o->t->begin;
     if (o->kind != OUT_COPY)
-        return write_q8(w, f, o, path);
+        return write_rows(w, f, o, path);
     if (o->dtype == o->t->dtype)
         return fwrite(o->t->data, 1, n, f) == n ? WAN_OK
                                                  : wan_err(w->err, WAN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
